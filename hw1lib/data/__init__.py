@@ -1,0 +1,61 @@
+"""Data loading for both problems: root discovery, decoding with an on-disk cache, augmentation, stand-in.
+
+Typical use (what the notebooks do)::
+
+    root = prepare_data_root(data_root="", profile="demo")   # "" = generate/use the stand-in
+    train, val = load_problem1(root)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hw1lib.data.classification import ClassificationSet, load_classification_folder
+from hw1lib.data.roots import DataRoot, find_data_root
+from hw1lib.data.segmentation import SegmentationSet, load_segmentation_folder
+from hw1lib.paths import standin_dir
+
+__all__ = [
+    "ClassificationSet", "DataRoot", "SegmentationSet", "data_source", "find_data_root", "load_classification_folder",
+    "load_problem1", "load_problem2", "load_segmentation_folder", "prepare_data_root",
+]
+
+
+def prepare_data_root(data_root: str | Path = "", profile: str = "demo", seed: int = 0) -> DataRoot:
+    """Resolve the user's data root, or generate (once) the stand-in of the profile's size when it is empty.
+
+    Args:
+        data_root: a real data folder (any of the layouts :func:`find_data_root` accepts), or ``""``.
+        profile: ``smoke``/``demo``/``full``: the stand-in size when ``data_root`` is empty.
+        seed: the stand-in's seed.
+    """
+    if str(data_root).strip():
+        return find_data_root(data_root)
+    from hw1lib.data.standin import generate_standin  # only needed when no real data is given
+
+    out = standin_dir(profile)
+    generate_standin(out, size=profile, seed=seed)
+    return find_data_root(out)
+
+
+def data_source(root: DataRoot) -> str:
+    """``"stand-in"`` when the root is a generated stand-in (it carries a manifest), else ``"real"``."""
+    return "stand-in" if (root.root / "standin.json").exists() else "real"
+
+
+def _require(folder: Path | None, what: str, root: DataRoot) -> Path:
+    if folder is None:
+        raise FileNotFoundError(f"{root.root} has no {what}: expected {root.root / what}")
+    return folder
+
+
+def load_problem1(root: DataRoot) -> tuple[ClassificationSet, ClassificationSet]:
+    """Decode ``p1_data/train_50`` and ``p1_data/val_50`` (cached)."""
+    p1 = _require(root.p1, "p1_data", root)
+    return load_classification_folder(p1 / "train_50", labelled=True), load_classification_folder(p1 / "val_50", labelled=True)
+
+
+def load_problem2(root: DataRoot) -> tuple[SegmentationSet, SegmentationSet]:
+    """Decode ``p2_data/train`` and ``p2_data/validation`` (cached)."""
+    p2 = _require(root.p2, "p2_data", root)
+    return load_segmentation_folder(p2 / "train"), load_segmentation_folder(p2 / "validation")
