@@ -1,0 +1,106 @@
+"""Training recipes per experiment and profile: ``smoke`` (tests, seconds), ``demo`` (stand-in data on a
+CPU, minutes) and ``full`` (the real data on a GPU).
+
+``full`` starts from the reference report's recipe for P1 model A (50 epochs, batch 250, lr 5e-4, weight
+decay 1e-5, cosine annealing, early stopping with patience 3, focal loss) and departs from it only where
+the peer evidence in ``HW1_SPEC.md`` says it pays; every departure is listed in ``FULL_DEPARTURES`` and
+shown in the notebooks and the report. ``demo`` keeps the same structure at a size a 2-core laptop trains
+in minutes; its numbers are about the stand-in data and are not comparable with real-data numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from hw1lib.engine import TrainConfig
+
+PROFILES = ("smoke", "demo", "full")
+EXPERIMENTS = ("p1_model_a", "p1_model_b", "p2_model_a", "p2_model_b")
+#: the validation images whose predicted masks the report shows at an early, a middle and the final epoch
+MASK_IDS = ["0013", "0062", "0104"]
+
+_P1 = {"task": "classification", "num_classes": 50}
+_P2 = {"task": "segmentation", "num_classes": 7, "keep_mask_ids": MASK_IDS}
+_CROP_FLIP = {"padding": 4, "flip": True}
+
+_RECIPES: dict[str, dict[str, dict]] = {
+    "full": {
+        "p1_model_a": {**_P1, "model": "vgg_like", "model_kwargs": {"widths": [64, 128, 256], "hidden": 512},
+                       "epochs": 100, "batch_size": 250, "lr": 5e-4, "weight_decay": 1e-5, "patience": 15,
+                       "loss": "focal", "focal_gamma": 2.0, "augment": _CROP_FLIP,
+                       "snapshot_epochs": list(range(5, 101, 5))},
+        "p1_model_b": {**_P1, "model": "efficientnet_v2_s", "pretrained": True, "model_kwargs": {"input_size": 224},
+                       "epochs": 10, "batch_size": 128, "lr": 3e-4, "weight_decay": 1e-2, "warmup_epochs": 1,
+                       "patience": 3, "label_smoothing": 0.1, "augment": _CROP_FLIP},
+        "p2_model_a": {**_P2, "model": "fcn32s", "pretrained": True, "epochs": 40, "batch_size": 8, "lr": 1e-4,
+                       "weight_decay": 1e-4, "patience": 8, "eval_batch_size": 16,
+                       "augment": {"scale": [0.5, 1.0], "dihedral": True}},
+        "p2_model_b": {**_P2, "model": "deeplabv3_resnet50", "pretrained": True, "epochs": 40, "batch_size": 8,
+                       "lr": 1e-4, "weight_decay": 1e-4, "patience": 8, "eval_batch_size": 16, "aux_weight": 0.4,
+                       "augment": {"scale": [0.5, 1.0], "dihedral": True}},
+    },
+    "demo": {
+        "p1_model_a": {**_P1, "model": "vgg_like", "model_kwargs": {"widths": [32, 64, 128], "hidden": 256},
+                       "epochs": 15, "batch_size": 64, "lr": 2e-3, "weight_decay": 1e-4, "patience": 5,
+                       "loss": "focal", "focal_gamma": 2.0, "augment": _CROP_FLIP,
+                       "snapshot_epochs": list(range(1, 16))},
+        "p1_model_b": {**_P1, "model": "efficientnet_lite0", "pretrained": True, "model_kwargs": {"input_size": 64},
+                       "epochs": 4, "batch_size": 64, "lr": 1e-3, "weight_decay": 1e-2, "warmup_epochs": 0.5,
+                       "patience": 3, "label_smoothing": 0.1, "augment": _CROP_FLIP},
+        "p2_model_a": {**_P2, "model": "fcn32s", "pretrained": False, "epochs": 8, "batch_size": 8, "lr": 3e-4,
+                       "weight_decay": 1e-4, "eval_batch_size": 16,
+                       "augment": {"scale": [0.5, 1.0], "dihedral": True, "out_size": 64}},
+        "p2_model_b": {**_P2, "model": "deeplabv3_resnet50", "pretrained": False, "epochs": 8, "batch_size": 8,
+                       "lr": 1e-3, "weight_decay": 1e-4, "eval_batch_size": 16, "aux_weight": 0.4,
+                       "augment": {"scale": [0.5, 1.0], "dihedral": True, "out_size": 64}},
+    },
+    "smoke": {
+        "p1_model_a": {**_P1, "model": "vgg_like", "model_kwargs": {"widths": [8, 16, 32], "hidden": 32},
+                       "epochs": 3, "batch_size": 50, "lr": 3e-3, "patience": 3, "loss": "focal",
+                       "augment": _CROP_FLIP, "snapshot_epochs": [1, 2, 3]},
+        "p1_model_b": {**_P1, "model": "efficientnet_lite0", "pretrained": True, "model_kwargs": {"input_size": 32},
+                       "epochs": 1, "batch_size": 50, "lr": 1e-3, "max_train_batches": 2, "augment": _CROP_FLIP},
+        "p2_model_a": {**_P2, "model": "fcn32s", "pretrained": False, "epochs": 2, "batch_size": 4, "lr": 1e-4,
+                       "eval_batch_size": 8, "augment": {"scale": [0.75, 1.0], "dihedral": True}},
+        "p2_model_b": {**_P2, "model": "deeplabv3_resnet50", "pretrained": False, "epochs": 3, "batch_size": 4,
+                       "lr": 1e-4, "eval_batch_size": 8, "augment": {"scale": [0.75, 1.0], "dihedral": True}},
+    },
+}
+
+#: where and why ``full`` departs from the reference report's recipe (shown in the notebooks and report)
+FULL_DEPARTURES: dict[str, list[str]] = {
+    "p1_model_a": [
+        "random crop (4-pixel padding) and horizontal flip: peers without augmentation stall at 0.56-0.65, "
+        "with strong augmentation reach ~0.76",
+        "100 epochs instead of 50, patience 15 instead of 3: augmented training improves for longer and its "
+        "validation curve is noisier, so patience 3 would stop it too early",
+    ],
+    "p1_model_b": ["fine-tuned at 224 px (32 px upsampled on the device), the norm among peers (0.87-0.91)"],
+    "p2_model_a": ["ImageNet VGG16 backbone fully fine-tuned with dihedral + crop/scale augmentation (~0.70 "
+                   "reported vs 0.57 with a frozen backbone)"],
+    "p2_model_b": ["unfrozen backbone with dihedral + crop/scale augmentation, the main levers reported"],
+}
+
+
+def get_config(experiment: str, profile: str = "demo", **overrides: object) -> TrainConfig:
+    """The training configuration of ``experiment`` under ``profile``, with field overrides applied.
+
+    Raises:
+        ValueError: unknown experiment, profile or field (the message lists the valid ones).
+    """
+    if profile not in _RECIPES:
+        raise ValueError(f"unknown profile {profile!r}; valid: {list(PROFILES)}")
+    if experiment not in _RECIPES[profile]:
+        raise ValueError(f"unknown experiment {experiment!r}; valid: {list(EXPERIMENTS)}")
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ValueError(f"unknown training parameters {unknown}; valid: {sorted(fields)}")
+    return TrainConfig(**{**_RECIPES[profile][experiment], **overrides})
+
+
+def standin_size(profile: str) -> str:
+    """The stand-in data size that goes with a profile (the same names)."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; valid: {list(PROFILES)}")
+    return profile

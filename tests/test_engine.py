@@ -1,0 +1,148 @@
+"""The shared engine: run files, reuse, exact resume after an interruption, non-finite loss, segmentation."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+import torch
+
+import hw1lib.engine as engine
+from hw1lib.engine import TrainConfig, fit, load_model
+
+
+def tiny_classification(n=60, classes=5, seed=0, key="k"):
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % classes
+    images = (torch.rand(n, 3, 32, 32, generator=generator) * 60 + labels[:, None, None, None] * 40).to(torch.uint8)
+    return SimpleNamespace(images=images, labels=labels, key=key)
+
+
+def config(**overrides):
+    base = dict(task="classification", model="vgg_like", num_classes=5, model_kwargs={"widths": [4, 8, 8], "hidden": 16},
+                epochs=3, batch_size=16, lr=3e-3, loss="focal", augment={"padding": 2, "flip": True},
+                snapshot_epochs=[2], seed=3)
+    return TrainConfig(**{**base, **overrides})
+
+
+def weights(path):
+    return torch.load(path, map_location="cpu", weights_only=False)["model"]
+
+
+def assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+def test_fit_writes_the_run_folder(tmp_path):
+    train, val = tiny_classification(), tiny_classification(seed=1, key="v")
+    result = fit(config(), train, val, tmp_path, "p1_test", device="cpu", progress=False)
+    run = tmp_path / result["run_dir"].split("/")[-1]
+    assert {"params.json", "history.csv", "metrics.json", "last.pt", "best.pt", "epoch_001.pt", "epoch_002.pt",
+            "epoch_003.pt"} <= {p.name for p in run.iterdir()}
+    history = pd.read_csv(run / "history.csv")
+    assert history["epoch"].tolist() == [1, 2, 3]
+    assert {"train_loss", "val_loss", "train_acc", "val_acc", "lr", "seconds"} <= set(history.columns)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["best_val_acc"] == history["val_acc"].max()
+    assert 0.0 <= metrics["best_val_acc"] <= 1.0 and metrics["final_epoch"] == 3
+    params = json.loads((run / "params.json").read_text())
+    assert params["config"]["lr"] == 3e-3 and params["environment"]["device"] == "cpu" and params["data"]["train"] == "k"
+    assert history["lr"].iloc[-1] < 3e-3  # cosine annealing went down
+
+
+def test_finished_run_is_reused_and_a_changed_parameter_trains_anew(tmp_path, monkeypatch):
+    train, val = tiny_classification(), tiny_classification(seed=1, key="v")
+    first = fit(config(epochs=1), train, val, tmp_path, "p1_test", device="cpu", progress=False)
+    monkeypatch.setattr(engine, "train_one_epoch", lambda *a, **k: pytest.fail("retrained a finished run"))
+    again = fit(config(epochs=1), train, val, tmp_path, "p1_test", device="cpu", progress=False)
+    assert again["reused"] and again["run_dir"] == first["run_dir"]
+    monkeypatch.undo()
+    changed = fit(config(epochs=1, lr=1e-3), train, val, tmp_path, "p1_test", device="cpu", progress=False)
+    assert not changed["reused"] and changed["run_dir"] != first["run_dir"]
+    assert (tmp_path / first["run_dir"].split("/")[-1] / "metrics.json").exists()  # nothing overwritten
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_after_an_interruption_between_epochs_is_exact(tmp_path):
+    train, val = tiny_classification(), tiny_classification(seed=1, key="v")
+    reference = fit(config(), train, val, tmp_path / "a", "p1_test", device="cpu", progress=False)
+
+    def stop_after_two(epoch, row):
+        if epoch == 2:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        fit(config(), train, val, tmp_path / "b", "p1_test", device="cpu", progress=False, on_epoch_end=stop_after_two)
+    resumed = fit(config(), train, val, tmp_path / "b", "p1_test", device="cpu", progress=False)
+    assert_same_weights(weights(f"{reference['run_dir']}/last.pt"), weights(f"{resumed['run_dir']}/last.pt"))
+    assert resumed["best_val_acc"] == reference["best_val_acc"]
+    assert pd.read_csv(f"{resumed['run_dir']}/history.csv")["epoch"].tolist() == [1, 2, 3]
+
+
+def test_resume_after_an_interruption_inside_an_epoch_is_exact(tmp_path, monkeypatch):
+    train, val = tiny_classification(), tiny_classification(seed=1, key="v")
+    reference = fit(config(), train, val, tmp_path / "a", "p1_test", device="cpu", progress=False)
+    real_evaluate, calls = engine.evaluate, {"n": 0}
+
+    def crash_in_second_epoch(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:  # epoch 2 trained, not yet evaluated or checkpointed
+            raise Interrupt
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "evaluate", crash_in_second_epoch)
+    with pytest.raises(Interrupt):
+        fit(config(), train, val, tmp_path / "b", "p1_test", device="cpu", progress=False)
+    monkeypatch.undo()
+    resumed = fit(config(), train, val, tmp_path / "b", "p1_test", device="cpu", progress=False)
+    assert_same_weights(weights(f"{reference['run_dir']}/last.pt"), weights(f"{resumed['run_dir']}/last.pt"))
+    assert_same_weights(weights(f"{reference['run_dir']}/best.pt"), weights(f"{resumed['run_dir']}/best.pt"))
+
+
+def test_non_finite_loss_stops_with_the_step(tmp_path):
+    train, val = tiny_classification(), tiny_classification(seed=1, key="v")
+    with pytest.raises(FloatingPointError, match=r"non-finite training loss .* at epoch 1, step \d+"):
+        fit(config(lr=1e12, loss="ce"), train, val, tmp_path, "p1_test", device="cpu", progress=False)
+
+
+def test_early_stopping_with_patience(tmp_path):
+    train, val = tiny_classification(), tiny_classification(seed=1, key="v")
+    result = fit(config(epochs=30, lr=0.0, patience=2, augment={}), train, val, tmp_path, "p1_test", device="cpu",
+                 progress=False)
+    assert result["final_epoch"] == 3 and result["stop_reason"].startswith("early stopping")
+
+
+def test_checkpoint_reloads_and_refuses_the_wrong_task(tmp_path):
+    train, val = tiny_classification(), tiny_classification(seed=1, key="v")
+    result = fit(config(epochs=1), train, val, tmp_path, "p1_test", device="cpu", progress=False)
+    model, meta = load_model(f"{result['run_dir']}/best.pt", task="classification")
+    assert meta["model"] == "vgg_like" and model(torch.rand(2, 3, 32, 32)).shape == (2, 5)
+    with pytest.raises(ValueError, match="classification checkpoint"):
+        load_model(f"{result['run_dir']}/best.pt", task="segmentation")
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    with pytest.raises(ValueError, match="junk.pt is not an hw1lib checkpoint"):
+        load_model(tmp_path / "junk.pt")
+
+
+def test_segmentation_run_keeps_masks_of_chosen_ids_every_epoch(tmp_path):
+    generator = torch.Generator().manual_seed(0)
+    masks = torch.randint(0, 7, (6, 32, 32), generator=generator).to(torch.uint8)
+    images = (masks[:, None].repeat(1, 3, 1, 1) * 30).to(torch.uint8)
+    data = SimpleNamespace(images=images, masks=masks, key="s", ids=[f"{i:04d}" for i in range(6)])
+    cfg = TrainConfig(task="segmentation", model="deeplabv3_resnet50", num_classes=7, epochs=2, batch_size=3,
+                      eval_batch_size=3, lr=1e-4, augment={"scale": [0.75, 1.0], "dihedral": True},
+                      keep_mask_ids=["0001", "0004"])
+    result = fit(cfg, data, data, tmp_path, "p2_test", device="cpu", progress=False)
+    assert 0.0 <= result["best_val_miou"] <= 1.0 and set(result["best"]["iou"]) == {"0", "1", "2", "3", "4", "5"}
+    for epoch in (1, 2):
+        kept = dict(__import__("numpy").load(f"{result['run_dir']}/masks/epoch_{epoch:03d}.npz"))
+        assert set(kept) == {"0001", "0004"} and kept["0001"].shape == (32, 32) and kept["0001"].dtype.name == "uint8"
+    history = pd.read_csv(f"{result['run_dir']}/history.csv")
+    assert {"val_miou", "train_miou", "val_iou_0", "val_iou_5"} <= set(history.columns)
