@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", choices=["smoke", "demo", "full"], default="demo")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--p2-image-size", type=int, default=None, help="side of the P2 images (default: the size's own)")
-    p.add_argument("--overwrite", action="store_true", help="replace a different stand-in already in OUT_DIR")
+    p.add_argument("--overwrite", action="store_true", help="replace a different stand-in in OUT_DIR (a folder without standin.json, e.g. real data, is never replaced)")
     p.set_defaults(run=_standin)
 
     p = commands.add_parser("classify", help="write filename,label for every *.png of a folder")
