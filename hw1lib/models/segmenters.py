@@ -1,0 +1,165 @@
+"""Problem 2 segmenters: VGG16-FCN32s (model A) and DeepLabV3-ResNet50 (model B).
+
+Both take float images in [0, 1], shape (N, 3, H, W), normalise them with the ImageNet statistics their
+backbones were trained with, and return torchvision's segmentation output: a dict with ``"out"`` (logits
+N x C x H x W at the input's resolution) and, where an auxiliary head is kept, ``"aux"`` (same shape).
+Any input size works; sizes divisible by 32 keep the stride-32 grid aligned.
+
+What this file is not: a registry (``hw1lib.models``) or a weights loader (``weights.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torchvision
+from torch import nn
+from torchvision.models._utils import IntermediateLayerGetter
+from torchvision.models.segmentation import FCN, DeepLabV3_ResNet50_Weights, deeplabv3_resnet50
+from torchvision.transforms import v2
+
+from hw1lib.models.weights import IMAGENET_MEAN, IMAGENET_STD, RANDOM_INIT, load_torchvision_state_dict
+
+
+class NormalizedSegmenter(nn.Module):
+    """Normalise [0, 1] images with the backbone's mean/std, then run a torchvision-style segmenter.
+
+    Why a wrapper: the engine feeds every model the same [0, 1] tensors, and the wrapped model stays an
+    unmodified torchvision module (its state-dict names are torchvision's, under ``model.``).
+    """
+
+    def __init__(
+        self, model: nn.Module, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
+    ) -> None:
+        super().__init__()
+        self.normalize = v2.Normalize(list(mean), list(std))
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return dict(self.model(self.normalize(x)))
+
+
+def _vgg16_as_fcn_layers(vgg: nn.Module) -> tuple[nn.Module, nn.Conv2d, nn.Conv2d]:
+    """Return VGG16's conv features (stride 32) and its fc6/fc7 recast as 7x7 and 1x1 convolutions.
+
+    A Linear over a flattened 512x7x7 map (C, H, W order) equals a 7x7 convolution whose weight is the
+    Linear weight reshaped to (out, 512, 7, 7): FCN's "convolutionalisation".
+    """
+    fc6_linear, fc7_linear = vgg.classifier[0], vgg.classifier[3]
+    # built on the meta device and given the Linear tensors as views: no second 400 MB fc6 init or copy
+    fc6 = nn.Conv2d(512, fc6_linear.out_features, kernel_size=7, padding=3, device="meta")
+    fc7 = nn.Conv2d(fc6_linear.out_features, fc7_linear.out_features, kernel_size=1, device="meta")
+    for conv, linear in ((fc6, fc6_linear), (fc7, fc7_linear)):
+        conv.weight = nn.Parameter(linear.weight.detach().reshape(conv.weight.shape))
+        conv.bias = nn.Parameter(linear.bias.detach())
+    return vgg.features, fc6, fc7
+
+
+def build_fcn32s(num_classes: int = 7, pretrained: bool = False, dropout: float = 0.5) -> NormalizedSegmenter:
+    """Build model A of Problem 2: VGG16 features, fc6/fc7 as convolutions, 1x1 score, x32 upsampling.
+
+    Upsampling: torchvision's ``FCN`` class is reused, so the scores are upsampled with
+    ``F.interpolate(bilinear, align_corners=False)`` to exactly the input size. The FCN paper fixes the
+    final (here: only) deconvolution to bilinear interpolation, not learnt, so the two compute the same
+    upsampling up to border handling; interpolate needs no 64x64 kernel, no crop offset and no frozen
+    parameter, and works for any input size. The score layer keeps PyTorch's default init (FCN's zero
+    init gives every layer below it exactly zero gradient on the first step, hiding wiring errors).
+
+    Args:
+        num_classes: output classes (7: the six land-cover classes and unknown).
+        pretrained: load ``VGG16_Weights.IMAGENET1K_V1`` into the features and fc6/fc7.
+        dropout: dropout after fc6 and after fc7, as in VGG16's classifier.
+    """
+    weights = torchvision.models.VGG16_Weights.IMAGENET1K_V1
+    state_dict = load_torchvision_state_dict(weights) if pretrained else None  # fail before building
+    vgg = torchvision.models.vgg16(weights=None)
+    if state_dict is not None:
+        vgg.load_state_dict(state_dict)
+    features, fc6, fc7 = _vgg16_as_fcn_layers(vgg)
+    head = nn.Sequential(
+        fc6,
+        nn.ReLU(inplace=True),
+        nn.Dropout(dropout),
+        fc7,
+        nn.ReLU(inplace=True),
+        nn.Dropout(dropout),
+        nn.Conv2d(fc7.out_channels, num_classes, kernel_size=1),
+    )
+    # IntermediateLayerGetter returns {"out": features}, what torchvision's FCN forward expects
+    backbone = IntermediateLayerGetter(features, return_layers={str(len(features) - 1): "out"})
+    model = NormalizedSegmenter(FCN(backbone, head, aux_classifier=None))
+    model.weights_source = (
+        f"ImageNet-1k, torchvision {type(weights).__name__}.{weights.name} (fc6/fc7 convolutionalised); "
+        "score layer randomly initialised"
+        if pretrained
+        else RANDOM_INIT
+    )
+    return model
+
+
+def _replace_last_conv(head: nn.Sequential, num_classes: int) -> None:
+    """Swap a torchvision segmentation head's final 1x1 conv for one with ``num_classes`` outputs."""
+    last = head[-1]
+    head[-1] = nn.Conv2d(last.in_channels, num_classes, kernel_size=1)
+
+
+def build_deeplabv3_resnet50(
+    num_classes: int = 7, pretrained: bool = False, aux_loss: bool = True, pretrained_backbone_only: bool = False
+) -> NormalizedSegmenter:
+    """Build model B of Problem 2: torchvision DeepLabV3 (dilated ResNet50, ASPP), new class layers.
+
+    Args:
+        num_classes: output classes.
+        pretrained: load pretrained weights (which ones: ``pretrained_backbone_only``).
+        aux_loss: keep the auxiliary FCN head on layer3 (output ``"aux"``); its loss must be added to the
+            main one for its parameters to be trained.
+        pretrained_backbone_only: with ``pretrained``, load ImageNet ``ResNet50_Weights.IMAGENET1K_V1``
+            into the backbone only; otherwise load the whole ``COCO_WITH_VOC_LABELS_V1`` model and replace
+            the final 1x1 convs of the main and auxiliary heads.
+    """
+    if pretrained and pretrained_backbone_only:
+        network, source = _deeplab_with_imagenet_backbone(num_classes, aux_loss)
+    elif pretrained:
+        network, source = _deeplab_from_coco(num_classes, aux_loss)
+    else:
+        network = deeplabv3_resnet50(weights=None, weights_backbone=None, num_classes=num_classes, aux_loss=aux_loss)
+        source = RANDOM_INIT
+    model = NormalizedSegmenter(network)
+    model.weights_source = source
+    return model
+
+
+def _deeplab_from_coco(num_classes: int, aux_loss: bool) -> tuple[nn.Module, str]:
+    """DeepLabV3 with all COCO(VOC-labels) weights, then new final 1x1 convs (and no aux head if unwanted)."""
+    weights = DeepLabV3_ResNet50_Weights.COCO_WITH_VOC_LABELS_V1
+    state_dict = load_torchvision_state_dict(weights)
+    # built exactly as the checkpoint was (21 classes, aux head) so that it loads strictly
+    network = deeplabv3_resnet50(
+        weights=None, weights_backbone=None, num_classes=len(weights.meta["categories"]), aux_loss=True
+    )
+    network.load_state_dict(state_dict)
+    _replace_last_conv(network.classifier, num_classes)
+    if aux_loss:
+        _replace_last_conv(network.aux_classifier, num_classes)
+    else:
+        network.aux_classifier = None
+    source = (
+        f"COCO subset with the 20 VOC classes, torchvision {type(weights).__name__}.{weights.name}; "
+        "final 1x1 class convs randomly initialised"
+    )
+    return network, source
+
+
+def _deeplab_with_imagenet_backbone(num_classes: int, aux_loss: bool) -> tuple[nn.Module, str]:
+    """DeepLabV3 whose ResNet50 backbone has ImageNet weights; ASPP and heads stay random."""
+    weights = torchvision.models.ResNet50_Weights.IMAGENET1K_V1
+    state_dict = load_torchvision_state_dict(weights)
+    network = deeplabv3_resnet50(weights=None, weights_backbone=None, num_classes=num_classes, aux_loss=aux_loss)
+    # the backbone is ResNet50 up to layer4: everything but the ImageNet classifier must match, strictly
+    network.backbone.load_state_dict({k: v for k, v in state_dict.items() if not k.startswith("fc.")})
+    source = (
+        f"ImageNet-1k backbone, torchvision {type(weights).__name__}.{weights.name}; "
+        "ASPP and heads randomly initialised"
+    )
+    return network, source
