@@ -108,6 +108,16 @@ def save_json(obj: object, path: Path) -> None:
     atomic_write_bytes(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2, default=str)))
 
 
+def save_npz(arrays: dict[str, np.ndarray], path: Path) -> None:
+    """Compressed ``.npz`` through a temporary file and a rename."""
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:  # a file object keeps NumPy from appending ".npz" to the temp name
+            np.savez_compressed(handle, **arrays)
+
+    atomic_write_bytes(path, write)
+
+
 def params_hash(params: dict) -> str:
     """A short, stable hash of a JSON-able parameter dict."""
     return hashlib.sha1(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:10]
@@ -266,7 +276,7 @@ def _write_history(run_dir: Path, history: list[dict]) -> None:
 
 def _save_masks(run_dir: Path, epoch: int, kept: dict[int, np.ndarray], ids: list[str]) -> None:
     arrays = {ids[i]: mask for i, mask in kept.items()}
-    atomic_write_bytes(run_dir / "masks" / f"epoch_{epoch:03d}.npz", lambda tmp: np.savez_compressed(open(tmp, "wb"), **arrays))
+    save_npz(arrays, run_dir / "masks" / f"epoch_{epoch:03d}.npz")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -300,11 +310,29 @@ def fit(config: TrainConfig, train, val, out_root: str | Path, name: str, device
     params = {"name": name, "config": config.to_dict(), "data": {"train": train.key, "val": val.key}}
     run_dir = run_dir_for(out_root, name, params)
     if (run_dir / "metrics.json").exists() and not force:
-        metrics = json.loads((run_dir / "metrics.json").read_text())
-        return {**metrics, "run_dir": str(run_dir), "reused": True}
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_json({**params, "environment": environment_info(device)}, run_dir / "params.json")
-    return _train(config, train, val, run_dir, device, force, progress, on_epoch_end)
+        result = {**json.loads((run_dir / "metrics.json").read_text()), "run_dir": str(run_dir), "reused": True}
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        folders = {"train": str(getattr(train, "folder", "")), "val": str(getattr(val, "folder", ""))}
+        save_json({**params, "data_folders": folders, "environment": environment_info(device)}, run_dir / "params.json")
+        result = _train(config, train, val, run_dir, device, force, progress, on_epoch_end)
+    save_json({"run_dir": run_dir.name}, Path(out_root) / f"{name}.latest.json")
+    return result
+
+
+def current_run(out_root: str | Path, name: str) -> Path:
+    """The run folder that the last ``fit`` of ``name`` in ``out_root`` trained or reused.
+
+    Raises:
+        FileNotFoundError: no such run yet (names the pointer file that was looked for).
+    """
+    pointer = Path(out_root) / f"{name}.latest.json"
+    if not pointer.exists():
+        raise FileNotFoundError(f"no finished run of {name} in {out_root} (expected {pointer}); run its notebook first")
+    run_dir = Path(out_root) / json.loads(pointer.read_text())["run_dir"]
+    if not (run_dir / "metrics.json").exists():
+        raise FileNotFoundError(f"{run_dir} has no metrics.json: its training did not finish; run its notebook again")
+    return run_dir
 
 
 def _targets(data) -> torch.Tensor:
@@ -335,7 +363,7 @@ def _train(config: TrainConfig, train, val, run_dir: Path, device: torch.device,
         state = _restore(last, model, optimizer, scheduler)
     meta = model_meta(config, model)
     train_x, train_y, val_x, val_y = _on_device(train.images, device), _on_device(_targets(train), device), val.images, _targets(val)
-    keep = [list(val.ids).index(i) for i in config.keep_mask_ids] if config.keep_mask_ids else None
+    keep = _keep_indices(config, val, run_dir)
     while state["epoch"] < config.epochs and not _patience_exhausted(config, state):
         epoch = state["epoch"] + 1
         tic = time.perf_counter()
@@ -360,6 +388,20 @@ def _train(config: TrainConfig, train, val, run_dir: Path, device: torch.device,
     if state["epoch"] < config.epochs:
         stop_reason = f"early stopping: no improvement of val {task.metric} for {config.patience} epochs"
     return _finish(run_dir, config, model, meta, state, task, stop_reason, time.perf_counter() - started)
+
+
+def _keep_indices(config: TrainConfig, val, run_dir: Path) -> list[int] | None:
+    """Indices of ``keep_mask_ids`` in the validation set; saves their inputs and ground truth once."""
+    if not config.keep_mask_ids:
+        return None
+    missing = sorted(set(config.keep_mask_ids) - set(val.ids))
+    if missing:
+        raise ValueError(f"validation set {getattr(val, 'folder', '')} has no ids {missing} (keep_mask_ids)")
+    keep = [list(val.ids).index(i) for i in config.keep_mask_ids]
+    reference = {f"image_{i}": val.images[k].permute(1, 2, 0).numpy() for i, k in zip(config.keep_mask_ids, keep)}
+    reference.update({f"truth_{i}": val.masks[k].numpy() for i, k in zip(config.keep_mask_ids, keep)})
+    save_npz(reference, run_dir / "masks" / "reference.npz")
+    return keep
 
 
 def _patience_exhausted(config: TrainConfig, state: dict) -> bool:

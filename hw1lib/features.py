@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
+from threadpoolctl import threadpool_limits
 from torch import nn
 
 #: t-SNE runs on at most this many PCA components (van der Maaten's and scikit-learn's advice).
@@ -94,7 +95,10 @@ def project_tsne(features: np.ndarray, seed: int = 0, perplexity: float = 30.0, 
     perplexity = min(perplexity, (n - 1) / 3)
     tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", learning_rate="auto", random_state=seed,
                 max_iter=max_iter)
-    return tsne.fit_transform(features).astype(np.float32)
+    # one OpenMP thread: scikit-learn's Barnes-Hut threads spin-wait, and on a 2-core machine that is busy
+    # with anything else (a training kernel, a test worker) they ran 10-100x slower than one thread
+    with threadpool_limits(limits=1, user_api="openmp"):
+        return tsne.fit_transform(features).astype(np.float32)
 
 
 def _as_matrix(features: np.ndarray) -> np.ndarray:
@@ -103,4 +107,8 @@ def _as_matrix(features: np.ndarray) -> np.ndarray:
         raise ValueError(f"expected (N, D) features, got shape {features.shape}")
     if not np.isfinite(features).all():
         raise ValueError("features contain NaN or infinity; check the model's outputs (a diverged checkpoint?)")
+    if len(features) > 1 and not np.ptp(features, axis=0).any():
+        # every sample has the same vector (e.g. a layer of dead ReLUs): PCA divides 0/0 and scikit-learn's
+        # Barnes-Hut t-SNE crashes the process on the NaNs that follow, so refuse here with a reason
+        raise ValueError("features are identical for every sample (a dead layer?): nothing to project")
     return features

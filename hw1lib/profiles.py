@@ -56,7 +56,7 @@ _RECIPES: dict[str, dict[str, dict]] = {
     },
     "smoke": {
         "p1_model_a": {**_P1, "model": "vgg_like", "model_kwargs": {"widths": [8, 16, 32], "hidden": 32},
-                       "epochs": 3, "batch_size": 50, "lr": 3e-3, "patience": 3, "loss": "focal",
+                       "epochs": 3, "batch_size": 16, "lr": 3e-3, "patience": 3, "loss": "focal",
                        "augment": _CROP_FLIP, "snapshot_epochs": [1, 2, 3]},
         "p1_model_b": {**_P1, "model": "efficientnet_lite0", "pretrained": True, "model_kwargs": {"input_size": 32},
                        "epochs": 1, "batch_size": 50, "lr": 1e-3, "max_train_batches": 2, "augment": _CROP_FLIP},

@@ -97,3 +97,10 @@ def test_project_pca_reports_explained_variance():
     projected, explained = project_pca(features, return_explained=True)
     assert projected.shape == (200, 2) and explained.shape == (2,)
     assert explained[0] > explained[1] > 0 and 0.95 < explained.sum() <= 1.0
+
+
+def test_identical_features_are_refused_instead_of_crashing_tsne():
+    with pytest.raises(ValueError, match="identical for every sample"):
+        project_tsne(np.zeros((20, 8)))
+    with pytest.raises(ValueError, match="identical for every sample"):
+        project_pca(np.ones((20, 8)))

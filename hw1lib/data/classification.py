@@ -80,7 +80,7 @@ def read_rgb(path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
             image.load()
             if image.mode not in ("RGB", "RGBA", "L", "P"):
                 raise ValueError(f"{path}: unsupported image mode {image.mode}; expected RGB")
-            array = np.asarray(image.convert("RGB"))
+            array = np.array(image.convert("RGB"))  # a writable copy: torch refuses read-only buffers
     except (UnidentifiedImageError, OSError) as error:
         raise ValueError(f"{path}: cannot be read as an image ({error})") from error
     if size is not None and array.shape[:2] != size:
