@@ -124,7 +124,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
-    except (FileNotFoundError, ValueError) as error:
+    except (FileNotFoundError, FileExistsError, ValueError) as error:  # bad input: the message says what to fix
         print(f"hw1 {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except RuntimeError as error:  # a failed step (a notebook, the PDF, missing weights): said in one line
+        if type(error).__module__.startswith("hw1lib"):
+            print(f"hw1 {args.command}: failed: {error}", file=sys.stderr)
+            return 1
+        raise
     return 0

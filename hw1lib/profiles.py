@@ -47,11 +47,13 @@ _RECIPES: dict[str, dict[str, dict]] = {
         "p1_model_b": {**_P1, "model": "efficientnet_lite0", "pretrained": True, "model_kwargs": {"input_size": 64},
                        "epochs": 4, "batch_size": 64, "lr": 1e-3, "weight_decay": 1e-2, "warmup_epochs": 0.5,
                        "patience": 3, "label_smoothing": 0.1, "augment": _CROP_FLIP},
-        "p2_model_a": {**_P2, "model": "fcn32s", "pretrained": False, "epochs": 8, "batch_size": 8, "lr": 3e-4,
-                       "weight_decay": 1e-4, "eval_batch_size": 16,
+        # no offline VGG16/ResNet50 weights exist: both train from random initialisation on 64 px crops of the
+        # 128 px stand-in; FCN32s uses VGG16 with batch norm, without which it stays at the majority class
+        "p2_model_a": {**_P2, "model": "fcn32s", "pretrained": False, "model_kwargs": {"batch_norm": True},
+                       "epochs": 6, "batch_size": 8, "lr": 3e-4, "weight_decay": 1e-4, "eval_batch_size": 16,
                        "augment": {"scale": [0.5, 1.0], "dihedral": True, "out_size": 64}},
-        "p2_model_b": {**_P2, "model": "deeplabv3_resnet50", "pretrained": False, "epochs": 8, "batch_size": 8,
-                       "lr": 1e-3, "weight_decay": 1e-4, "eval_batch_size": 16, "aux_weight": 0.4,
+        "p2_model_b": {**_P2, "model": "deeplabv3_resnet50", "pretrained": False, "epochs": 6, "batch_size": 8,
+                       "lr": 5e-4, "weight_decay": 1e-4, "eval_batch_size": 16, "aux_weight": 0.4,
                        "augment": {"scale": [0.5, 1.0], "dihedral": True, "out_size": 64}},
     },
     "smoke": {
@@ -60,7 +62,8 @@ _RECIPES: dict[str, dict[str, dict]] = {
                        "augment": _CROP_FLIP, "snapshot_epochs": [1, 2, 3]},
         "p1_model_b": {**_P1, "model": "efficientnet_lite0", "pretrained": True, "model_kwargs": {"input_size": 32},
                        "epochs": 1, "batch_size": 50, "lr": 1e-3, "max_train_batches": 2, "augment": _CROP_FLIP},
-        "p2_model_a": {**_P2, "model": "fcn32s", "pretrained": False, "epochs": 2, "batch_size": 4, "lr": 1e-4,
+        "p2_model_a": {**_P2, "model": "fcn32s", "pretrained": False, "model_kwargs": {"batch_norm": True},
+                       "epochs": 2, "batch_size": 4, "lr": 1e-4,
                        "eval_batch_size": 8, "augment": {"scale": [0.75, 1.0], "dihedral": True}},
         "p2_model_b": {**_P2, "model": "deeplabv3_resnet50", "pretrained": False, "epochs": 3, "batch_size": 4,
                        "lr": 1e-4, "eval_batch_size": 8, "augment": {"scale": [0.75, 1.0], "dihedral": True}},

@@ -195,7 +195,7 @@ def _execute(notebook: Path, output: Path, parameters: dict) -> None:
         pm.execute_notebook(str(notebook), str(output), parameters=parameters, cwd=str(NOTEBOOK_DIR),
                             kernel_name="python3", progress_bar=False)
     except pm.PapermillExecutionError as error:
-        raise ReportError(f"{notebook.name} failed in cell {error.exec_count} ({error.ename}: {error.evalue}). "
+        raise ReportError(f"{notebook.name} failed in cell [{error.exec_count}] ({error.ename}: {error.evalue}). "
                           f"The executed copy with the traceback is {output}; finished trainings are kept in their "
                           "run folders and will be reused.") from None
 

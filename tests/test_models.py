@@ -130,3 +130,12 @@ def test_torchvision_imports_after_hw1lib():
     assert _compat.SHIM_REASON is None or isinstance(_compat.SHIM_REASON, str)
     assert (_compat.SHIM_REASON is None) == torchvision.extension._has_ops()
     assert hw1lib.__version__
+
+
+def test_fcn32s_with_batch_norm_variant_for_training_from_scratch():
+    model = build_model("fcn32s", batch_norm=True)
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    assert "batch norm" in model.weights_source
+    model.eval()
+    with torch.no_grad():
+        assert model(torch.rand(1, 3, 64, 96))["out"].shape == (1, 7, 64, 96)

@@ -88,5 +88,5 @@ def test_a_failing_notebook_is_named_with_its_cell(tmp_path):
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     source = tmp_path / "07_broken.ipynb"
     nbformat.write(notebook, source)
-    with pytest.raises(ReportError, match=r"07_broken.ipynb failed in cell 2 \(ValueError: broken on purpose\)"):
+    with pytest.raises(ReportError, match=r"07_broken.ipynb failed in cell \[3\] \(ValueError: broken on purpose\)"):
         _execute(source, tmp_path / "out.ipynb", {"x": 2})

@@ -56,7 +56,9 @@ def _vgg16_as_fcn_layers(vgg: nn.Module) -> tuple[nn.Module, nn.Conv2d, nn.Conv2
     return vgg.features, fc6, fc7
 
 
-def build_fcn32s(num_classes: int = 7, pretrained: bool = False, dropout: float = 0.5) -> NormalizedSegmenter:
+def build_fcn32s(
+    num_classes: int = 7, pretrained: bool = False, dropout: float = 0.5, batch_norm: bool = False
+) -> NormalizedSegmenter:
     """Build model A of Problem 2: VGG16 features, fc6/fc7 as convolutions, 1x1 score, x32 upsampling.
 
     Upsampling: torchvision's ``FCN`` class is reused, so the scores are upsampled with
@@ -70,10 +72,15 @@ def build_fcn32s(num_classes: int = 7, pretrained: bool = False, dropout: float 
         num_classes: output classes (7: the six land-cover classes and unknown).
         pretrained: load ``VGG16_Weights.IMAGENET1K_V1`` into the features and fc6/fc7.
         dropout: dropout after fc6 and after fc7, as in VGG16's classifier.
+        batch_norm: use VGG16 with batch norm after every convolution (torchvision ``vgg16_bn``;
+            ``VGG16_BN_Weights`` when pretrained). Why: the plain VGG16 has no normalisation and, from a
+            random initialisation, stays at the majority class for the few hundred steps a CPU demo can
+            afford; with batch norm it starts learning at once. With ImageNet weights (the ``full``
+            profile) the plain VGG16 of the FCN paper trains well and is the default.
     """
-    weights = torchvision.models.VGG16_Weights.IMAGENET1K_V1
+    weights = torchvision.models.VGG16_BN_Weights.IMAGENET1K_V1 if batch_norm else torchvision.models.VGG16_Weights.IMAGENET1K_V1
     state_dict = load_torchvision_state_dict(weights) if pretrained else None  # fail before building
-    vgg = torchvision.models.vgg16(weights=None)
+    vgg = (torchvision.models.vgg16_bn if batch_norm else torchvision.models.vgg16)(weights=None)
     if state_dict is not None:
         vgg.load_state_dict(state_dict)
     features, fc6, fc7 = _vgg16_as_fcn_layers(vgg)
@@ -95,6 +102,8 @@ def build_fcn32s(num_classes: int = 7, pretrained: bool = False, dropout: float 
         if pretrained
         else RANDOM_INIT
     )
+    if batch_norm:
+        model.weights_source += " (VGG16 with batch norm)"
     return model
 
 
