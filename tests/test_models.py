@@ -16,14 +16,7 @@ SMALL = {"efficientnet_v2_s": {"input_size": 64}, "efficientnet_lite0": {"input_
 PRE_LOGITS_WIDTH = {"vgg_like": 512, "efficientnet_v2_s": 1280, "efficientnet_lite0": 1280}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Run this module's tests on one intra-op thread: on 2 shared, busy cores, two threads spin against
-    each other and the other processes (measured: the model tests ran 5x slower); restored afterwards."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_registry_lists_every_model_by_task():

@@ -23,14 +23,7 @@ IMAGENET_CATEGORIES = torchvision.models.EfficientNet_V2_S_Weights.IMAGENET1K_V1
 MILITARY_UNIFORM, DAISY = 652, 985
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Run this module's tests on one intra-op thread: on 2 shared, busy cores, two threads spin against
-    each other and the other processes (measured: the model tests ran 5x slower); restored afterwards."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(autouse=True)
