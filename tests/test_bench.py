@@ -1,0 +1,148 @@
+"""The benchmark: its small pure helpers, the conventional data path, and one ``--quick`` run end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+from argparse import Namespace
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from hw1lib import bench
+from hw1lib.cli import main as cli_main
+from hw1lib.data.palette import encode_mask
+from hw1lib.models import list_models
+from hw1lib.paths import REPO_ROOT
+from hw1lib.tasks import build_task
+
+
+def test_bench_batch_caps_pixels_on_the_cpu_only():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    plan = bench.make_plan(False, cpu)
+    assert bench.bench_batch(250, 32, cpu, plan) == 250  # 32 px: the recipe's batch fits
+    assert bench.bench_batch(128, 224, cpu, plan) == 524_288 // 224**2 == 10
+    assert bench.bench_batch(8, 512, cpu, plan) == 2  # never below 2 (BatchNorm)
+    assert bench.bench_batch(8, 512, cuda, bench.make_plan(False, cuda)) == 8
+
+
+def test_epoch_images_counts_what_a_pass_trains_on():
+    assert bench.epoch_images(2000, 250, None, drops_single=True) == 2000
+    assert bench.epoch_images(501, 250, None, drops_single=True) == 500  # the engine drops a last batch of one
+    assert bench.epoch_images(501, 250, None, drops_single=False) == 501
+    assert bench.epoch_images(96, 8, 3, drops_single=True) == 24
+
+
+def test_quick_results_never_overwrite_the_committed_figures():
+    cpu = torch.device("cpu")
+    assert bench.default_out(cpu, quick=False) == REPO_ROOT / "benchmarks" / "results-cpu.json"
+    assert REPO_ROOT / "benchmarks" not in bench.default_out(cpu, quick=True).parents
+
+
+def test_time_interleaved_rotates_the_order_and_times_every_call():
+    calls = []
+    fns = {name: (lambda name=name: calls.append(name)) for name in "abc"}
+    times = bench.time_interleaved(fns, torch.device("cpu"), warmup=1, repeats=3)
+    assert calls == list("abc") + list("abc") + list("bca") + list("cab")  # warm-up, then rotating rounds
+    assert {name: len(t) for name, t in times.items()} == {"a": 3, "b": 3, "c": 3}
+
+
+def test_apply_peaks_keeps_the_best_sample_and_fills_fractions():
+    results = {"environment": {"device": "cpu"},
+               "models": [{"peak_used": "main", "train_achieved_tflops": 0.001, "infer_achieved_tflops": 0.002}],
+               "levers": [{"peak_used": "cpu_bf16", "train_achieved_tflops": 0.004}, {"lever": "x", "error": "failed"}]}
+    bench.apply_peaks(results, [{"main": 2e9, "cpu_bf16": 8e9}, {"main": 4e9, "cpu_bf16": None}])
+    assert results["peaks"]["main"] == 4e9 and results["peaks"]["cpu_bf16"] == 8e9
+    assert results["models"][0]["train_fraction_of_peak"] == pytest.approx(0.25)  # 1 GFLOP/s of 4
+    assert results["models"][0]["infer_fraction_of_peak"] == pytest.approx(0.5)
+    assert results["levers"][0]["train_fraction_of_peak"] == pytest.approx(0.5)  # 4 GFLOP/s of the bf16 peak, 8
+    assert "train_fraction_of_peak" not in results["levers"][1]
+
+
+def test_matmul_peak_is_a_plausible_rate():
+    peak = bench.matmul_peak(torch.device("cpu"), size=128, repeats=3)
+    assert peak is not None and 1e8 < peak < 1e14  # FLOP/s: above 0.1 GFLOP/s, below 100 TFLOP/s
+
+
+def test_count_flops_of_a_linear_model_by_hand():
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 5, bias=False))
+    task = build_task("classification")
+    images, labels = torch.zeros(2, 3, 4, 4, dtype=torch.uint8), torch.tensor([0, 1])
+    train, infer = bench.count_flops(model, task, images, labels, torch.device("cpu"))
+    forward = 2 * 48 * 5  # one (1 x 48) @ (48 x 5) product per image
+    assert infer == forward
+    assert train == 2 * forward  # + the weight gradient; the input needs none (its grad is not computed)
+
+
+def test_count_flops_of_grouped_convolutions_by_hand():
+    # torch 2.13's own formula counts a grouped convolution's backward `groups` times over; ours must not
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.Conv2d(8, 8, 3, padding=1, groups=8),
+                                torch.nn.Flatten(), torch.nn.Linear(8 * 6 * 6, 5, bias=False))
+    task = build_task("classification")
+    images, labels = torch.zeros(2, 3, 6, 6, dtype=torch.uint8), torch.tensor([0, 1])
+    train, infer = bench.count_flops(model, task, images, labels, torch.device("cpu"))
+    dense, depthwise, linear = 2 * 36 * 8 * 3 * 9, 2 * 36 * 8 * 1 * 9, 2 * 288 * 5  # per image
+    assert infer == dense + depthwise + linear
+    # backward: the first conv needs only its weight gradient; the others need input and weight gradients
+    assert train == (dense + depthwise + linear) + dense + 2 * depthwise + 2 * linear
+
+
+def test_conventional_segmentation_set_transforms_image_and_mask_together(tmp_path):
+    # the image's red channel is 40 x the mask's class, so flips and rotations must keep them aligned
+    classes = np.random.default_rng(0).integers(0, 6, (32, 32)).astype(np.uint8)
+    Image.fromarray(np.repeat(classes[..., None] * 40, 3, axis=2)).save(tmp_path / "0000_sat.png")
+    (tmp_path / "0000_sat.png").rename(tmp_path / "0000_sat.jpg")  # lossless content; PIL reads by content
+    Image.fromarray(encode_mask(classes)).save(tmp_path / "0000_mask.png")
+    dataset = bench.ConventionalSegmentationSet(tmp_path, out_size=32, scale=(1.0, 1.0))  # geometry only: exact
+    torch.manual_seed(0)
+    changed = 0
+    for _ in range(8):
+        image, mask = dataset[0]
+        assert image.shape == (3, 32, 32) and image.dtype == torch.float32 and mask.shape == (32, 32)
+        assert torch.equal((image[0] * 255).round().long() // 40, mask.long())
+        changed += not torch.equal(mask, torch.from_numpy(classes))
+    assert changed > 0  # the transforms did move pixels
+
+
+@pytest.fixture(scope="module")
+def quick_results(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "results.json"
+    with pytest.MonkeyPatch.context() as patch:  # module-scoped, so set the cache variables here too
+        patch.setenv("HW1_CACHE", str(out.parent / "cache"))
+        threads = torch.get_num_threads()
+        assert cli_main(["bench", "--quick", "--device", "cpu", "--out", str(out)]) == 0
+        assert torch.get_num_threads() == threads  # the quick plan's single thread is not left behind
+    return json.loads(out.read_text())
+
+
+def test_quick_run_has_a_positive_row_per_registered_model(quick_results):
+    rows = {row["model"]: row for row in quick_results["models"]}
+    assert sorted(rows) == list_models()
+    for name, row in rows.items():
+        for key in ("train_images_per_s", "infer_images_per_s", "train_gflop_per_image", "train_achieved_tflops"):
+            assert row[key] > 0, (name, key, row[key])
+        assert 0 < row["train_fraction_of_peak"] and math.isfinite(row["train_fraction_of_peak"])
+        assert row["peak_memory_mib"] is None or row["peak_memory_mib"] >= 0
+
+
+def test_quick_run_compares_both_data_paths_with_ratios(quick_results):
+    lever = "p1_model_a, channels_last + bf16 autocast"  # the quick plan also compares under the CPU lever
+    assert set(quick_results["data_paths"]) == {"p1_model_a", "p2_model_b", lever}
+    assert quick_results["data_paths"][lever]["lever"] == "channels_last + bf16 autocast"
+    for experiment, comparison in quick_results["data_paths"].items():
+        assert [r["pipeline"] for r in comparison["rows"]] == ["conventional", "project"]
+        assert all(r["train_images_per_s"] > 0 and r["images_per_pass"] > 0 for r in comparison["rows"])
+        assert comparison["ratios"]["train_speedup"] > 0 and comparison["ratios"]["data_only_speedup"] > 0
+    p1 = quick_results["data_paths"]["p1_model_a"]["rows"]
+    assert p1[0]["images_per_pass"] == p1[1]["images_per_pass"] == 400 and all(r["whole_epoch"] for r in p1)
+    assert p1[1]["one_off"]["decode_seconds"] > 0  # counted apart from the epochs
+
+
+def test_quick_run_records_where_and_how_it_was_measured(quick_results):
+    env = quick_results["environment"]
+    assert env["device"] == "cpu" and env["cpu_cores"] >= 1 and env["command"].startswith("python -m hw1lib bench --quick")
+    assert env["commit"] and env["date"]
+    assert quick_results["peaks"]["main"] > 0
+    assert [lever["lever"] for lever in quick_results["levers"]][0] == "engine as is"
