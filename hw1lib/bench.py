@@ -99,15 +99,17 @@ def make_plan(quick: bool, device: torch.device) -> Plan:
                     data_path_lever=cpu_lever, threads=1)
     if device.type == "cuda":
         # the full stand-in: 22,500 P1 images (the target's epoch), 2,000 P2 pairs at 512 px
-        return Plan(quick=False, profile="full", p2_side=512, pretrained_side=PRETRAINED_SIDE, cpu_pixels_per_step=524_288,
-                    warmup_steps=2, timed_steps=10, steps_per_call=10, epoch_repeats=3, p1_standin=("full", 512),
-                    p2_standin=("full", 512), p2_batches=40, matmul_size=8192, levers=("engine as is", "torch.compile"))
+        return Plan(quick=False, profile="full", p2_side=512, pretrained_side=PRETRAINED_SIDE,
+                    cpu_pixels_per_step=524_288, warmup_steps=2, timed_steps=10, steps_per_call=10, epoch_repeats=3,
+                    p1_standin=("full", 512), p2_standin=("full", 512), p2_batches=40, matmul_size=8192,
+                    levers=("engine as is", "torch.compile"))
     # CPU: the demo stand-in's 2,000 P1 images (a 22,500-image epoch of model A takes minutes on 2 cores) and
     # a few P2 batches at 512 px
     return Plan(quick=False, profile="full", p2_side=512, pretrained_side=PRETRAINED_SIDE, cpu_pixels_per_step=524_288,
                 warmup_steps=1, timed_steps=3, steps_per_call=1, epoch_repeats=3, p1_standin=("demo", 512),
                 p2_standin=("demo", 512), p2_batches=2, matmul_size=2048,
-                levers=("engine as is", "channels_last", cpu_lever, f"{cpu_lever} + torch.compile"), data_path_lever=cpu_lever)
+                levers=("engine as is", "channels_last", cpu_lever, f"{cpu_lever} + torch.compile"),
+                data_path_lever=cpu_lever)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -151,7 +153,8 @@ def time_interleaved(fns: dict[str, Callable[[], object]], device: torch.device,
     return times
 
 
-def matmul_peak(device: torch.device, dtype: torch.dtype | None = None, size: int = 2048, repeats: int = 10) -> float | None:
+def matmul_peak(device: torch.device, dtype: torch.dtype | None = None, size: int = 2048,
+                repeats: int = 10) -> float | None:
     """The best matrix-multiply rate measured on ``device``, in FLOP/s (bf16 on CUDA, fp32 on the CPU).
 
     Returns ``None`` when the dtype cannot be multiplied there.
@@ -232,7 +235,8 @@ def peak_memory(device: torch.device) -> Iterator[dict]:
         torch.cuda.reset_peak_memory_stats(device)
         base = torch.cuda.memory_allocated(device)
         yield result
-        result.update(peak_mib=(torch.cuda.max_memory_allocated(device) - base) / 2**20, kind="cuda max_memory_allocated")
+        peak = torch.cuda.max_memory_allocated(device)
+        result.update(peak_mib=(peak - base) / 2**20, kind="cuda max_memory_allocated")
         return
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)  # hand freed heap back, so the baseline is the live size
@@ -359,7 +363,8 @@ def measure_model(case: ModelCase, device: torch.device, plan: Plan, peak: float
         "train_step_seconds": train, "infer_batch_seconds": infer,
         "peak_memory_mib": memory["peak_mib"], "peak_memory_kind": memory["kind"],
         "train_gflop_per_image": flops_train / 1e9, "infer_gflop_per_image": flops_infer / 1e9,
-        "train_achieved_tflops": flops_train * train_ips / 1e12, "infer_achieved_tflops": flops_infer * infer_ips / 1e12,
+        "train_achieved_tflops": flops_train * train_ips / 1e12,
+        "infer_achieved_tflops": flops_infer * infer_ips / 1e12,
         "peak_used": "main", "train_fraction_of_peak": flops_train * train_ips / peak if peak else None,
         "infer_fraction_of_peak": flops_infer * infer_ips / peak if peak else None, "load_average_after": _load(),
     }
@@ -369,7 +374,8 @@ def measure_model(case: ModelCase, device: torch.device, plan: Plan, peak: float
 # levers: the engine's step with one setting changed from outside
 
 
-def lever_settings(lever: str | None, device: torch.device) -> tuple[bool | None, Callable[[], contextlib.AbstractContextManager]]:
+def lever_settings(lever: str | None,
+                   device: torch.device) -> tuple[bool | None, Callable[[], contextlib.AbstractContextManager]]:
     """(channels_last for the model, a factory of the precision context) of a lever name; ``None`` = the engine's."""
     channels_last = True if lever and "channels_last" in lever else None
     if lever and "bf16" in lever and device.type == "cpu":
@@ -423,8 +429,10 @@ def measure_levers(case: ModelCase, levers: tuple[str, ...], device: torch.devic
         bf16 = "bf16" in lever and device.type == "cpu"
         ips = case.config.batch_size * plan.steps_per_call / statistics.median(times[lever])
         data = info["data"]
-        flops, _ = count_flops(info["eager"], info["task"], data[0][:2], data[1][:2], device, info["precision"] if bf16 else None)
-        rows[lever].update(train_images_per_s=ips, train_step_seconds=times[lever], compile_seconds=info["compile_seconds"],
+        flops, _ = count_flops(info["eager"], info["task"], data[0][:2], data[1][:2], device,
+                               info["precision"] if bf16 else None)
+        rows[lever].update(train_images_per_s=ips, train_step_seconds=times[lever],
+                           compile_seconds=info["compile_seconds"],
                            train_achieved_tflops=flops * ips / 1e12, peak_used="cpu_bf16" if bf16 else "main",
                            load_average_after=_load())
     return list(rows.values())
@@ -576,7 +584,8 @@ def _data_only_project(task, images: torch.Tensor, targets: torch.Tensor, config
 # data-path rows
 
 
-def _load_project_data(config: TrainConfig, folder: Path, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, dict]:
+def _load_project_data(config: TrainConfig, folder: Path,
+                       device: torch.device) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """Decode the folder into a fresh cache, load it again from the cache, and place it as the engine does."""
     cache = Path(tempfile.mkdtemp(prefix="hw1-bench-cache-"))
     load = (lambda: load_classification_folder(folder, labelled=True, cache=cache)) if config.task == "classification" \
@@ -594,7 +603,8 @@ def _load_project_data(config: TrainConfig, folder: Path, device: torch.device) 
     tic = time.perf_counter()
     images, targets = data.images.to(device), targets.to(device)  # the engine moves a data set that fits, once
     _sync(device)
-    one_off = {"decode_seconds": decode, "cache_load_seconds": cache_load, "to_device_seconds": time.perf_counter() - tic}
+    one_off = {"decode_seconds": decode, "cache_load_seconds": cache_load,
+               "to_device_seconds": time.perf_counter() - tic}
     return images, targets, one_off
 
 
@@ -613,7 +623,8 @@ def _project_passes(model, task, optimizer, scheduler, config: TrainConfig, fold
 
     def train_pass(batches: int | None = max_batches) -> None:
         bounded = dataclasses.replace(config, max_train_batches=batches)
-        train_one_epoch(model, task, images, targets, optimizer, scheduler, bounded, next(epochs), device, progress=False)
+        train_one_epoch(model, task, images, targets, optimizer, scheduler, bounded, next(epochs), device,
+                        progress=False)
 
     def data_pass() -> None:
         _data_only_project(task, images, targets, config, device, max_batches)
@@ -681,7 +692,8 @@ def measure_epoch(pipeline: str, experiment: str, folder: Path, device: torch.de
     if plan.warmup_steps:
         setup["warm"]()
     train = time_calls(setup["train"], device, 0, plan.epoch_repeats)
-    return _finish_row(setup["row"], train, time_calls(setup["data"], device, min(1, plan.warmup_steps), plan.epoch_repeats))
+    data_only = time_calls(setup["data"], device, min(1, plan.warmup_steps), plan.epoch_repeats)
+    return _finish_row(setup["row"], train, data_only)
 
 
 def compare_data_paths(experiment: str, folder: Path, device: torch.device, plan: Plan, max_batches: int | None = None,
@@ -704,7 +716,8 @@ def compare_data_paths(experiment: str, folder: Path, device: torch.device, plan
         for setup in setups.values():
             setup["warm"]()
     train = time_interleaved({p: s["train"] for p, s in setups.items()}, device, 0, plan.epoch_repeats)
-    data = time_interleaved({p: s["data"] for p, s in setups.items()}, device, min(1, plan.warmup_steps), plan.epoch_repeats)
+    data = time_interleaved({p: s["data"] for p, s in setups.items()}, device, min(1, plan.warmup_steps),
+                            plan.epoch_repeats)
     rows = [_finish_row(setups[p]["row"], train[p], data[p]) for p in PIPELINES]
     conventional, project = rows
     ratios = {"train_speedup": project["train_images_per_s"] / conventional["train_images_per_s"],
@@ -730,9 +743,11 @@ def device_name(device: torch.device) -> str:
 def git_commit() -> str:
     """``git rev-parse --short HEAD``, with ``+dirty`` when the working tree has uncommitted changes."""
     try:
-        run = lambda *a: subprocess.run(["git", *a], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)  # noqa: E731
-        head = run("rev-parse", "--short", "HEAD").stdout.strip()
-        dirty = bool(run("status", "--porcelain", "--untracked-files=no").stdout.strip())
+        def git(*args: str) -> str:
+            return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10).stdout
+
+        head = git("rev-parse", "--short", "HEAD").strip()
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no").strip())
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return (head + ("+dirty" if dirty else "")) if head else "unknown"
@@ -823,7 +838,8 @@ def format_tables(results: dict) -> str:
     lines = [f"{env['device_name']} ({env['device']}, {env['cpu_cores']} cores, {env['torch_threads']} torch threads), "
              f"torch {env['torch']}, commit {env['commit']}, {env['date']}", f"matmul peak: {peak_text}", "",
              "models (through the engine)", _models_table(results["models"]).to_string(index=False), "",
-             "levers (the engine's step, one setting changed)", _levers_table(results["levers"]).to_string(index=False), "",
+             "levers (the engine's step, one setting changed)",
+             _levers_table(results["levers"]).to_string(index=False), "",
              "data paths (same folder, model, optimiser, loss, precision)",
              _paths_table(results["data_paths"]).to_string(index=False), ""]
     for name, comparison in results["data_paths"].items():
