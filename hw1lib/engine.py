@@ -200,7 +200,8 @@ def train_one_epoch(model: nn.Module, task, images: torch.Tensor, targets: torch
         matrix.update(task.predict(outputs).detach(), y)
         total_loss += loss.item() * len(index)
         seen += len(index)
-        bar.set_postfix(loss=f"{total_loss / seen:.3f}", **{task.metric: f"{task.summarize(matrix)[task.metric]:.3f}"})
+        if progress:  # the postfix summarises the matrix: skip that work when no bar is shown
+            bar.set_postfix(loss=f"{total_loss / seen:.3f}", **{task.metric: f"{task.summarize(matrix)[task.metric]:.3f}"})
     return {"loss": total_loss / max(seen, 1), task.metric: task.summarize(matrix)[task.metric],
             "lr": optimizer.param_groups[0]["lr"]}
 
