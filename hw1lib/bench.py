@@ -8,13 +8,16 @@ What it measures, on one device per run:
   (augmentation, precision and memory format exactly as the engine has them), inference images/s through
   :func:`hw1lib.engine.evaluate`, peak memory, FLOPs per image (``torch.utils.flop_counter``: matrix
   multiplications and convolutions only) and the achieved FLOP rate as a fraction of a matrix-multiply peak
-  measured on the same device (bf16 on CUDA; fp32 on the CPU, where the engine trains in fp32).
+  measured on the same device in the row's precision (bf16 on CUDA; on the CPU fp32, or bf16 for a recipe
+  that trains in bf16 there).
 - **Data paths**, side by side on the same stand-in folders, for one epoch of P1 model A and a pass of
   P2 model B: the project's (decoded tensors in memory, batch augmentation on the device) against a
   conventional one (a Dataset that opens every file with PIL and transforms it per item, through a
-  ``DataLoader`` with 2 workers). Model, optimiser, loss and precision are the same; only the data differ.
-- **Levers** for P1 model A: the engine's step with one setting changed from outside (memory format,
-  CPU bf16 autocast, ``torch.compile``), to show what a change to the engine would buy.
+  ``DataLoader`` with 2 workers). First with the same step on both sides (model, optimiser, loss, memory
+  format, precision): only the data differ. Then, for P1 model A, the project's engine as it trains
+  against the conventional loop as it is usually written (NCHW, fp32): what a user's epoch costs.
+- **Levers** for P1 model A: memory format, CPU bf16 autocast and ``torch.compile`` set one by one, to
+  show what each buys (the engine's choice is marked).
 
 Timings are medians of repeated steps or epochs (our CPU machines are shared and noisy). Models are built
 with random weights: speed does not depend on the weights, and no download is needed.
@@ -28,6 +31,7 @@ import contextlib
 import ctypes
 import dataclasses
 import gc
+import math
 import os
 import platform
 import re
@@ -52,7 +56,8 @@ from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 from hw1lib.data.classification import list_pngs, load_classification_folder, parse_label
 from hw1lib.data.palette import decode_mask
 from hw1lib.data.segmentation import load_segmentation_folder, scan_pairs
-from hw1lib.engine import TrainConfig, autocast, evaluate, resolve_device, save_json, to_input, train_one_epoch
+from hw1lib.engine import (TrainConfig, autocast, evaluate, memory_format, resolve_device, resolve_precision, save_json,
+                           to_input, train_one_epoch)
 from hw1lib.metrics import ConfusionMatrix
 from hw1lib.models import build_model, list_models
 from hw1lib.paths import REPO_ROOT, data_dir, standin_dir
@@ -83,33 +88,32 @@ class Plan:
     p2_batches: int | None  # P2 data-path batches per pass (None: the whole epoch)
     matmul_size: int
     levers: tuple[str, ...]
-    data_path_lever: str | None = None  # also compare P1 model A's data paths under this lever
+    conventional_baseline: str | None = None  # also compare P1 model A's engine with a conventional loop in this setting
     threads: int | None = None  # torch intra-op threads for the run; None keeps torch's default
 
 
 def make_plan(quick: bool, device: torch.device) -> Plan:
     """The full plan (homework sizes, bounded on the CPU) or the ``quick`` one (tiny sizes, for CI)."""
-    cpu_lever = "channels_last + bf16 autocast"
+    cpu_levers = ("NCHW, fp32", "channels_last, fp32", "channels_last, bf16 autocast")
     if quick:
         # one thread: on a busy 2-core machine, OpenMP regions of 2 threads stall whenever one core is taken
         # (small ops become ~30x slower), and a CI run must not depend on what else runs there
         return Plan(quick=True, profile="smoke", p2_side=32, pretrained_side=32, cpu_pixels_per_step=65_536,
                     warmup_steps=0, timed_steps=1, steps_per_call=1, epoch_repeats=1, p1_standin=("smoke", 32),
-                    p2_standin=("smoke", 32), p2_batches=2, matmul_size=256, levers=("engine as is", cpu_lever),
-                    data_path_lever=cpu_lever, threads=1)
+                    p2_standin=("smoke", 32), p2_batches=2, matmul_size=256, levers=("NCHW, fp32", cpu_levers[-1]),
+                    conventional_baseline="NCHW, fp32", threads=1)
     if device.type == "cuda":
         # the full stand-in: 22,500 P1 images (the target's epoch), 2,000 P2 pairs at 512 px
         return Plan(quick=False, profile="full", p2_side=512, pretrained_side=PRETRAINED_SIDE,
                     cpu_pixels_per_step=524_288, warmup_steps=2, timed_steps=10, steps_per_call=10, epoch_repeats=3,
                     p1_standin=("full", 512), p2_standin=("full", 512), p2_batches=40, matmul_size=8192,
-                    levers=("engine as is", "torch.compile"))
+                    levers=("engine as is", "engine as is, torch.compile"))
     # CPU: the demo stand-in's 2,000 P1 images (a 22,500-image epoch of model A takes minutes on 2 cores) and
     # a few P2 batches at 512 px
     return Plan(quick=False, profile="full", p2_side=512, pretrained_side=PRETRAINED_SIDE, cpu_pixels_per_step=524_288,
                 warmup_steps=1, timed_steps=3, steps_per_call=1, epoch_repeats=3, p1_standin=("demo", 512),
                 p2_standin=("demo", 512), p2_batches=2, matmul_size=2048,
-                levers=("engine as is", "channels_last", cpu_lever, f"{cpu_lever} + torch.compile"),
-                data_path_lever=cpu_lever)
+                levers=(*cpu_levers, f"{cpu_levers[-1]}, torch.compile"), conventional_baseline="NCHW, fp32")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -192,22 +196,21 @@ def flop_counter() -> FlopCounterMode:
 
 
 def count_flops(model: nn.Module, task, images: torch.Tensor, targets: torch.Tensor, device: torch.device,
-                precision: Callable[[], contextlib.AbstractContextManager] | None = None) -> tuple[float, float]:
+                precision: str = "fp32") -> tuple[float, float]:
     """FLOPs per image of one training step (forward + backward) and of one inference (forward).
 
     Counts what ``FlopCounterMode`` counts: matrix multiplications and convolutions (not element-wise
-    work, normalisation or pooling), under the engine's autocast or the ``precision`` context factory.
+    work, normalisation or pooling), under the engine's autocast for ``precision``.
     """
-    precision = precision or (lambda: autocast(device))
     x, y = to_input(images, device), targets.to(device)
     model.train()
     with flop_counter() as train_counter:
-        with precision():
+        with autocast(device, precision):
             loss = task.loss(model(x), y)
         loss.backward()
     model.zero_grad(set_to_none=True)
     model.eval()
-    with torch.no_grad(), flop_counter() as infer_counter, precision():
+    with torch.no_grad(), flop_counter() as infer_counter, autocast(device, precision):
         model(x)
     return train_counter.get_total_flops() / len(x), infer_counter.get_total_flops() / len(x)
 
@@ -312,27 +315,23 @@ def synthetic_data(config: TrainConfig, side: int, n: int, device: torch.device)
     return images.to(device), targets.to(device)
 
 
-def build_training(config: TrainConfig, device: torch.device, channels_last: bool | None = None):
+def build_training(config: TrainConfig, device: torch.device):
     """Model (seeded), AdamW and a constant schedule, placed as the engine places them."""
     torch.manual_seed(config.seed)
     model = build_model(config.model, num_classes=config.num_classes, pretrained=False, **config.model_kwargs)
-    if channels_last is None:
-        channels_last = device.type == "cuda"  # what the engine does
-    model = model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
+    model = model.to(device, memory_format=memory_format(config.channels_last))
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     return model, optimizer, scheduler
 
 
-def _train_calls(model, task, config: TrainConfig, data, optimizer, scheduler, device, plan: Plan,
-                 precision: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext) -> list[float]:
+def _train_calls(model, task, config: TrainConfig, data, optimizer, scheduler, device, plan: Plan) -> list[float]:
     """Seconds per timed call of ``train_one_epoch`` over ``plan.steps_per_call`` batches."""
     config = dataclasses.replace(config, max_train_batches=plan.steps_per_call)
     epochs = iter(range(1, 1_000_000))
 
     def call() -> None:
-        with precision():
-            train_one_epoch(model, task, *data, optimizer, scheduler, config, next(epochs), device, progress=False)
+        train_one_epoch(model, task, *data, optimizer, scheduler, config, next(epochs), device, progress=False)
 
     return time_calls(call, device, plan.warmup_steps, plan.timed_steps)
 
@@ -344,6 +343,7 @@ def measure_model(case: ModelCase, device: torch.device, plan: Plan, peak: float
     """
     config, side = case.config, case.image_side
     task = build_task(config.task, **config.to_dict())
+    precision = resolve_precision(config, device)
     n = max(config.batch_size, config.eval_batch_size) * plan.steps_per_call
     data = synthetic_data(config, side, n, device)
     with peak_memory(device) as memory:
@@ -351,36 +351,60 @@ def measure_model(case: ModelCase, device: torch.device, plan: Plan, peak: float
         train = _train_calls(model, task, config, data, optimizer, scheduler, device, plan)
     n_eval = config.eval_batch_size * plan.steps_per_call
     eval_data = (data[0][:n_eval], data[1][:n_eval])
-    infer = time_calls(lambda: evaluate(model, task, *eval_data, config.eval_batch_size, device, config.num_classes),
-                       device, 1, plan.timed_steps)
-    flops_train, flops_infer = count_flops(model, task, data[0][:2], data[1][:2], device)
+    infer = time_calls(lambda: evaluate(model, task, *eval_data, config.eval_batch_size, device, config.num_classes,
+                                        precision=precision), device, 1, plan.timed_steps)
+    flops_train, flops_infer = count_flops(model, task, data[0][:2], data[1][:2], device, precision)
     train_ips = config.batch_size * plan.steps_per_call / statistics.median(train)
     infer_ips = n_eval / statistics.median(infer)
     return {
         "model": config.model, "task": config.task, "input": f"{side}x{side}", "working_side": case.working_side,
-        "batch_size": config.batch_size, "eval_batch_size": config.eval_batch_size,
+        "batch_size": config.batch_size, "eval_batch_size": config.eval_batch_size, "precision": precision,
         "train_images_per_s": train_ips, "infer_images_per_s": infer_ips,
         "train_step_seconds": train, "infer_batch_seconds": infer,
         "peak_memory_mib": memory["peak_mib"], "peak_memory_kind": memory["kind"],
         "train_gflop_per_image": flops_train / 1e9, "infer_gflop_per_image": flops_infer / 1e9,
         "train_achieved_tflops": flops_train * train_ips / 1e12,
         "infer_achieved_tflops": flops_infer * infer_ips / 1e12,
-        "peak_used": "main", "train_fraction_of_peak": flops_train * train_ips / peak if peak else None,
+        "peak_used": _peak_for(precision, device),
+        "train_fraction_of_peak": flops_train * train_ips / peak if peak else None,
         "infer_fraction_of_peak": flops_infer * infer_ips / peak if peak else None, "load_average_after": _load(),
     }
 
 
 # ----------------------------------------------------------------------------------------------------
-# levers: the engine's step with one setting changed from outside
+# levers: memory format, precision and compilation set one by one
 
 
-def lever_settings(lever: str | None,
-                   device: torch.device) -> tuple[bool | None, Callable[[], contextlib.AbstractContextManager]]:
-    """(channels_last for the model, a factory of the precision context) of a lever name; ``None`` = the engine's."""
-    channels_last = True if lever and "channels_last" in lever else None
-    if lever and "bf16" in lever and device.type == "cpu":
-        return channels_last, lambda: torch.autocast("cpu", dtype=torch.bfloat16)
-    return channels_last, contextlib.nullcontext
+@dataclass(frozen=True)
+class Setting:
+    """How a training step runs: the model's memory format, CPU bf16 autocast, ``torch.compile``."""
+
+    channels_last: bool
+    cpu_bf16: bool
+    compile: bool
+
+
+def lever_setting(lever: str | None, config: TrainConfig) -> Setting:
+    """The :class:`Setting` a lever name stands for, e.g. ``"NCHW, fp32"`` or ``"channels_last, bf16 autocast"``.
+
+    ``None`` or ``"engine as is"`` is the engine's own choice for ``config`` (channels_last, the recipe's
+    ``cpu_bf16``); a name may add ``", torch.compile"``. On CUDA the engine trains in bf16 whatever the name
+    says about the CPU; the row's ``precision`` records what was actually used.
+    """
+    lever = lever or "engine as is"
+    if lever.startswith("engine as is"):
+        return Setting(config.channels_last, config.cpu_bf16, "torch.compile" in lever)
+    parts = [part.strip() for part in lever.split(",")]
+    known = {"NCHW", "channels_last", "fp32", "bf16 autocast", "torch.compile"}
+    if not set(parts) <= known or ("NCHW" in parts) == ("channels_last" in parts) or ("fp32" in parts) == ("bf16 autocast" in parts):
+        raise ValueError(f"lever {lever!r}: expected 'engine as is' or 'NCHW|channels_last, fp32|bf16 autocast'"
+                         f" (optionally ', torch.compile')")
+    return Setting("channels_last" in parts, "bf16 autocast" in parts, "torch.compile" in parts)
+
+
+def _peak_for(precision: str, device: torch.device) -> str:
+    """The measured peak a row's FLOP rate is a fraction of: the CPU's bf16 one for bf16 on a CPU."""
+    return "cpu_bf16" if precision == "bf16" and device.type == "cpu" else "main"
 
 
 def _lever_call(case: ModelCase, lever: str, device: torch.device, plan: Plan) -> tuple[Callable[[], None], dict]:
@@ -388,19 +412,20 @@ def _lever_call(case: ModelCase, lever: str, device: torch.device, plan: Plan) -
 
     ``torch.compile`` is compiled here, by a first call (its seconds go to ``compile_seconds``).
     """
-    config = case.config
+    setting = lever_setting(lever, case.config)
+    config = dataclasses.replace(case.config, cpu_bf16=setting.cpu_bf16, channels_last=setting.channels_last)
     task = build_task(config.task, **config.to_dict())
     data = synthetic_data(config, case.image_side, config.batch_size * plan.steps_per_call, device)
-    channels_last, precision = lever_settings(lever, device)
-    model, optimizer, scheduler = build_training(config, device, channels_last)
-    info = {"eager": model, "task": task, "data": data, "precision": precision, "compile_seconds": None}
+    model, optimizer, scheduler = build_training(config, device)
+    precision = resolve_precision(config, device)
+    info = {"eager": model, "task": task, "data": data, "precision": precision, "compile_seconds": None,
+            "engine": setting == lever_setting(None, case.config)}
     bounded = dataclasses.replace(config, max_train_batches=plan.steps_per_call)
     epochs = iter(range(1, 1_000_000))
-    net = torch.compile(model) if "torch.compile" in lever else model
+    net = torch.compile(model) if setting.compile else model
 
     def call() -> None:
-        with precision():
-            train_one_epoch(net, task, *data, optimizer, scheduler, bounded, next(epochs), device, progress=False)
+        train_one_epoch(net, task, *data, optimizer, scheduler, bounded, next(epochs), device, progress=False)
 
     if net is not model:
         tic = time.perf_counter()
@@ -410,12 +435,10 @@ def _lever_call(case: ModelCase, lever: str, device: torch.device, plan: Plan) -
 
 
 def measure_levers(case: ModelCase, levers: tuple[str, ...], device: torch.device, plan: Plan) -> list[dict]:
-    """Training images/s of the engine's step under each lever (names as in ``Plan.levers``), timed interleaved.
+    """Training images/s of the engine's step in each setting (names as in ``Plan.levers``), timed interleaved.
 
-    ``channels_last`` converts the model (the convolutions then run in that layout); ``bf16 autocast``
-    wraps the engine's call in a CPU autocast; ``torch.compile`` compiles the model. A lever that fails
-    is reported with its error instead of figures. ``peak_used`` names the peak its fraction is taken of
-    (:func:`apply_peaks`): the CPU bf16 matmul peak for a CPU bf16 lever, else the device's main one.
+    A lever that fails is reported with its error instead of figures. ``engine`` marks the engine's own
+    setting; ``peak_used`` names the peak the row's fraction is taken of (:func:`apply_peaks`).
     """
     calls, infos, rows = {}, {}, {}
     for lever in levers:
@@ -426,14 +449,12 @@ def measure_levers(case: ModelCase, levers: tuple[str, ...], device: torch.devic
             rows[lever]["error"] = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
     times = time_interleaved(calls, device, plan.warmup_steps, plan.timed_steps)
     for lever, info in infos.items():
-        bf16 = "bf16" in lever and device.type == "cpu"
         ips = case.config.batch_size * plan.steps_per_call / statistics.median(times[lever])
         data = info["data"]
-        flops, _ = count_flops(info["eager"], info["task"], data[0][:2], data[1][:2], device,
-                               info["precision"] if bf16 else None)
-        rows[lever].update(train_images_per_s=ips, train_step_seconds=times[lever],
-                           compile_seconds=info["compile_seconds"],
-                           train_achieved_tflops=flops * ips / 1e12, peak_used="cpu_bf16" if bf16 else "main",
+        flops, _ = count_flops(info["eager"], info["task"], data[0][:2], data[1][:2], device, info["precision"])
+        rows[lever].update(train_images_per_s=ips, train_step_seconds=times[lever], precision=info["precision"],
+                           engine=info["engine"], compile_seconds=info["compile_seconds"],
+                           train_achieved_tflops=flops * ips / 1e12, peak_used=_peak_for(info["precision"], device),
                            load_average_after=_load())
     return list(rows.values())
 
@@ -533,25 +554,25 @@ def conventional_pass(model: nn.Module, task, loader: DataLoader, optimizer, sch
         the number of images trained on.
     """
     model.train()
+    precision = resolve_precision(config, device)
     matrix = ConfusionMatrix(config.num_classes, device)
     seen = 0
     for step, (x, y) in enumerate(loader):
         if max_batches is not None and step >= max_batches:
             break
-        x = x.to(device, non_blocking=True)
-        x = x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else x  # as to_input
+        x = x.to(device, non_blocking=True).contiguous(memory_format=memory_format(config.channels_last))  # as to_input
         y = y.to(device, non_blocking=True)
-        with autocast(device):
+        with autocast(device, precision):
             outputs = model(x)
             loss = task.loss(outputs, y)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite loss ({loss.item()}) at step {step + 1} of the conventional pipeline")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         scheduler.step()
         matrix.update(task.predict(outputs).detach(), y)
-        loss.item()  # the engine reads the loss every step; so does a typical loop
+        value = loss.item()  # a typical loop reads the loss every step (running_loss += loss.item())
+        if not math.isfinite(value):
+            raise FloatingPointError(f"non-finite loss ({value}) at step {step + 1} of the conventional pipeline")
         seen += len(x)
     task.summarize(matrix)
     return seen
@@ -659,23 +680,20 @@ def _setup_pipeline(pipeline: str, experiment: str, folder: Path, device: torch.
     config = get_config(experiment, plan.profile, pretrained=False, keep_mask_ids=[])
     side = train_side(config, folder)
     config = dataclasses.replace(config, batch_size=bench_batch(config.batch_size, side, device, plan))
+    setting = lever_setting(lever, config)
+    if setting.compile:
+        raise ValueError(f"lever {lever!r}: the data-path comparison runs eager models only")
+    config = dataclasses.replace(config, cpu_bf16=setting.cpu_bf16, channels_last=setting.channels_last)
     task = build_task(config.task, **config.to_dict())
-    channels_last, precision = lever_settings(lever, device)
-    model, optimizer, scheduler = build_training(config, device, channels_last)
+    model, optimizer, scheduler = build_training(config, device)
     warm, train_pass, data_pass, per_pass, one_off = PIPELINES[pipeline](model, task, optimizer, scheduler, config,
                                                                          folder, device, plan, max_batches)
-
-    def under_precision(fn: Callable[[], None]) -> Callable[[], None]:
-        def run() -> None:
-            with precision():
-                fn()
-        return run
-
     row = {"experiment": experiment, "pipeline": pipeline, "lever": lever or "engine as is", "model": config.model,
+           "precision": resolve_precision(config, device), "channels_last": config.channels_last,
            "folder": str(folder), "images_per_pass": per_pass, "whole_epoch": max_batches is None,
            "batch_size": config.batch_size, "image_side": side,
            "workers": CONVENTIONAL_WORKERS if pipeline == "conventional" else 0, "one_off": one_off}
-    return {"row": row, "warm": under_precision(warm), "train": under_precision(train_pass), "data": data_pass}
+    return {"row": row, "warm": warm, "train": train_pass, "data": data_pass}
 
 
 def _finish_row(row: dict, train: list[float], data_only: list[float]) -> dict:
@@ -697,11 +715,13 @@ def measure_epoch(pipeline: str, experiment: str, folder: Path, device: torch.de
 
 
 def compare_data_paths(experiment: str, folder: Path, device: torch.device, plan: Plan, max_batches: int | None = None,
-                       lever: str | None = None) -> dict:
+                       lever: str | None = None, conventional_lever: str | None = None) -> dict:
     """One epoch (or ``max_batches`` batches) of ``experiment`` through the conventional and the project data path.
 
-    Both pipelines train the same seeded model with the same optimiser, loss, precision and batch size
-    (``lever``, a name as in ``Plan.levers``, changes memory format/precision for both alike). Each gets an
+    Both pipelines train the same seeded model with the same optimiser, loss and batch size, in the
+    engine's memory format and precision or in those of ``lever`` (a name as in ``Plan.levers``);
+    ``conventional_lever`` gives the conventional pipeline a setting of its own (``"NCHW, fp32"``: the
+    loop as usually written, against the engine as it trains). Each gets an
     untimed warm-up of ``plan.warmup_steps`` batches; then ``plan.epoch_repeats`` timed passes each,
     alternating between the pipelines, and the medians are reported. A conventional pass includes its
     DataLoader's worker start-up (once per pass, as in every epoch of such a loop); the project's one-off
@@ -711,7 +731,8 @@ def compare_data_paths(experiment: str, folder: Path, device: torch.device, plan
         ``{"rows": [conventional, project], "ratios": {"train_speedup", "data_only_speedup"}}``, where a
         speed-up is the project's images/s over the conventional one's (higher = the project is faster).
     """
-    setups = {p: _setup_pipeline(p, experiment, folder, device, plan, max_batches, lever) for p in PIPELINES}
+    levers = {"conventional": conventional_lever or lever, "project": lever}
+    setups = {p: _setup_pipeline(p, experiment, folder, device, plan, max_batches, levers[p]) for p in PIPELINES}
     if plan.warmup_steps:
         for setup in setups.values():
             setup["warm"]()
@@ -722,7 +743,8 @@ def compare_data_paths(experiment: str, folder: Path, device: torch.device, plan
     conventional, project = rows
     ratios = {"train_speedup": project["train_images_per_s"] / conventional["train_images_per_s"],
               "data_only_speedup": project["data_only_images_per_s"] / conventional["data_only_images_per_s"]}
-    return {"experiment": experiment, "lever": lever or "engine as is", "rows": rows, "ratios": ratios}
+    return {"experiment": experiment, "lever": lever or "engine as is",
+            "conventional_lever": levers["conventional"] or "engine as is", "rows": rows, "ratios": ratios}
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -802,8 +824,8 @@ def _percent(fraction: float | None) -> str:
 def _models_table(rows: list[dict]) -> pd.DataFrame:
     return pd.DataFrame([{
         "model": r["model"], "input": r["input"], "works at": r["working_side"], "batch": r["batch_size"],
-        "train img/s": f"{r['train_images_per_s']:.1f}", "infer img/s": f"{r['infer_images_per_s']:.1f}",
-        "peak MiB": "-" if r["peak_memory_mib"] is None else f"{r['peak_memory_mib']:.0f}",
+        "precision": r["precision"], "train img/s": f"{r['train_images_per_s']:.1f}",
+        "infer img/s": f"{r['infer_images_per_s']:.1f}", "peak MiB": "-" if r["peak_memory_mib"] is None else f"{r['peak_memory_mib']:.0f}",
         "GFLOP/img train": f"{r['train_gflop_per_image']:.2f}", "train TFLOP/s": f"{r['train_achieved_tflops']:.3f}",
         "% of peak": _percent(r["train_fraction_of_peak"]), "infer % of peak": _percent(r["infer_fraction_of_peak"]),
     } for r in rows])
@@ -811,7 +833,8 @@ def _models_table(rows: list[dict]) -> pd.DataFrame:
 
 def _levers_table(rows: list[dict]) -> pd.DataFrame:
     return pd.DataFrame([{
-        "model": r["model"], "lever": r["lever"], "batch": r["batch_size"],
+        "model": r["model"], "setting": r["lever"] + (" (the engine's)" if r.get("engine") else ""),
+        "precision": r.get("precision", "-"), "batch": r["batch_size"],
         "train img/s": f"{r['train_images_per_s']:.1f}" if "error" not in r else "failed: " + r["error"][:60],
         "% of its peak": _percent(r.get("train_fraction_of_peak")), "peak": r.get("peak_used", "-"),
         "compile s": f"{r['compile_seconds']:.0f}" if r.get("compile_seconds") else "-",
@@ -820,7 +843,8 @@ def _levers_table(rows: list[dict]) -> pd.DataFrame:
 
 def _paths_table(comparisons: dict) -> pd.DataFrame:
     return pd.DataFrame([{
-        "experiment": r["experiment"], "lever": r["lever"], "pipeline": r["pipeline"], "images": r["images_per_pass"],
+        "experiment": r["experiment"], "pipeline": r["pipeline"], "setting": r["lever"], "precision": r["precision"],
+        "images": r["images_per_pass"],
         "epoch": "whole" if r["whole_epoch"] else "bounded", "batch": r["batch_size"], "side": r["image_side"],
         "seconds": f"{r['epoch_seconds']:.2f}", "train img/s": f"{r['train_images_per_s']:.1f}",
         "data-only img/s": f"{r['data_only_images_per_s']:.0f}",
@@ -834,13 +858,13 @@ def format_tables(results: dict) -> str:
     env, peaks = results["environment"], results["peaks"]
     peak_text = "unmeasured" if peaks["main"] is None else f"{peaks['main'] / 1e12:.3f} TFLOP/s ({peaks['main_kind']})"
     if peaks.get("cpu_bf16"):
-        peak_text += f"; CPU bf16 matmul {peaks['cpu_bf16'] / 1e12:.3f} TFLOP/s (the bf16 levers' peak)"
+        peak_text += f"; CPU bf16 matmul {peaks['cpu_bf16'] / 1e12:.3f} TFLOP/s (the peak of rows in bf16)"
     lines = [f"{env['device_name']} ({env['device']}, {env['cpu_cores']} cores, {env['torch_threads']} torch threads), "
              f"torch {env['torch']}, commit {env['commit']}, {env['date']}", f"matmul peak: {peak_text}", "",
              "models (through the engine)", _models_table(results["models"]).to_string(index=False), "",
-             "levers (the engine's step, one setting changed)",
+             "levers for P1 model A (memory format, precision, compilation)",
              _levers_table(results["levers"]).to_string(index=False), "",
-             "data paths (same folder, model, optimiser, loss, precision)",
+             "data paths (same folder, model, optimiser, loss; the setting of each side as listed)",
              _paths_table(results["data_paths"]).to_string(index=False), ""]
     for name, comparison in results["data_paths"].items():
         r = comparison["ratios"]
@@ -881,7 +905,7 @@ def apply_peaks(results: dict, samples: list[dict]) -> None:
     """Keep the best of the peak measurements (start and end of the run) and fill in every row's fraction of it."""
     peaks: dict = {name: max((p[name] for p in samples if p.get(name)), default=None) for name in samples[0]}
     peaks.update(main_kind="bf16 matmul" if results["environment"]["device"] == "cuda" else
-                 "fp32 matmul (the engine trains in fp32 on the CPU)", samples=samples)
+                 "fp32 matmul (rows in bf16 use cpu_bf16)", samples=samples)
     results["peaks"] = peaks
     for row in results["models"] + results["levers"]:
         peak = peaks.get(row.get("peak_used", "main"))
@@ -891,16 +915,16 @@ def apply_peaks(results: dict, samples: list[dict]) -> None:
 
 
 def measure_data_paths(device: torch.device, plan: Plan) -> dict:
-    """P1 model A's and P2 model B's data-path comparisons (and P1 under ``plan.data_path_lever``)."""
+    """P1 model A's and P2 model B's data-path comparisons, and P1's engine against ``plan.conventional_baseline``."""
     folders = prepare_standins(plan)
     try:
         p1 = folders[plan.p1_standin] / "p1_data" / "train_50"
         p2 = folders[plan.p2_standin] / "p2_data" / "train"
         paths = {"p1_model_a": compare_data_paths("p1_model_a", p1, device, plan),
                  "p2_model_b": compare_data_paths("p2_model_b", p2, device, plan, plan.p2_batches)}
-        if plan.data_path_lever:
-            paths[f"p1_model_a, {plan.data_path_lever}"] = compare_data_paths("p1_model_a", p1, device, plan, None,
-                                                                              plan.data_path_lever)
+        if plan.conventional_baseline:
+            paths[f"p1_model_a, conventional loop in {plan.conventional_baseline}"] = compare_data_paths(
+                "p1_model_a", p1, device, plan, None, None, plan.conventional_baseline)
         return paths
     finally:
         if plan.quick:

@@ -17,6 +17,11 @@ Why it is built this way:
   leaves the previous complete epoch intact.
 - A run folder is named by a hash of its parameters, so a finished run with identical parameters is
   reused, and a changed parameter trains into a new folder instead of overwriting results.
+- Speed (figures in ``benchmarks/RESULTS.md``): models and inputs are ``channels_last`` on every device
+  (oneDNN and cuDNN run convolutions in that layout without reorders: 1.2-1.9x on our 2-core CPUs); CUDA
+  trains under bf16 autocast; a CPU does so only when the recipe asks (``cpu_bf16``) and the CPU has AMX
+  (2x for P1 model A there). The step never waits for the device: losses stay on it and are checked
+  for NaN/inf every ``FINITE_CHECK_EVERY`` steps, not after each one.
 """
 
 from __future__ import annotations
@@ -69,6 +74,8 @@ class TrainConfig:
     snapshot_epochs: list[int] = field(default_factory=list)  # extra weight snapshots (first and final always)
     keep_mask_ids: list[str] = field(default_factory=list)  # validation ids whose masks are kept every epoch
     max_train_batches: int | None = None  # cap per epoch (smoke runs only)
+    cpu_bf16: bool = False  # bf16 autocast on a CPU with AMX too (CUDA always uses it); see resolve_precision
+    channels_last: bool = True  # memory format of the model and its inputs (False: NCHW, for comparisons)
     seed: int = 0
 
     def to_dict(self) -> dict:
@@ -147,15 +154,65 @@ def lr_factor(step: int, total_steps: int, warmup_steps: int, min_ratio: float) 
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def to_input(images: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """uint8 (N, 3, H, W) -> float [0, 1] on ``device`` (channels_last on CUDA)."""
+def memory_format(channels_last: bool = True) -> torch.memory_format:
+    """``torch.channels_last`` or ``torch.contiguous_format`` (NCHW)."""
+    return torch.channels_last if channels_last else torch.contiguous_format
+
+
+def to_input(images: torch.Tensor, device: torch.device, channels_last: bool = True) -> torch.Tensor:
+    """uint8 (N, 3, H, W) -> float [0, 1] on ``device``, in the models' memory format (channels_last by default).
+
+    Why the input too: a convolution runs in channels_last when its input or its weight is, so an NCHW
+    input would leave the first layer converting every batch (and an NCHW comparison would not be NCHW).
+    """
     x = images.to(device, non_blocking=True).float().div_(255)
-    return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else x
+    return x.contiguous(memory_format=memory_format(channels_last))
 
 
-def autocast(device: torch.device):
-    """bf16 autocast on CUDA, nothing on the CPU (float32 there)."""
-    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+def native_cpu_bf16() -> bool:
+    """Whether this CPU has AMX tiles, with which oneDNN runs bf16 convolutions and matmuls natively.
+
+    Why only AMX: without it bf16 is emulated and slower than fp32. torch exposes the probe only as a
+    private function; if a later torch drops it, the answer is False (fp32), never an error.
+    """
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool(probe is not None and probe())
+
+
+def resolve_precision(config: TrainConfig, device: torch.device) -> str:
+    """``"bf16"`` (autocast) or ``"fp32"``: what a run of ``config`` computes in on ``device``.
+
+    CUDA: bf16 where the GPU supports it. CPU: fp32 unless the recipe sets ``cpu_bf16`` and the CPU has
+    AMX. Why not bf16 on every AMX CPU: measured there, it doubles P1 model A's step but slows the
+    EfficientNets (depthwise convolutions) by 20-50%, and in torch 2.13 the backward of a 1x1 convolution
+    from 4096 to 7 channels (FCN32s's score layer) corrupts the heap under CPU bf16 autocast.
+    """
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if config.cpu_bf16 and native_cpu_bf16() else "fp32"
+
+
+def autocast(device: torch.device, precision: str = "fp32"):
+    """bf16 autocast on ``device`` when ``precision`` is ``"bf16"`` (see :func:`resolve_precision`), else nothing."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+#: steps between checks of the training loss for NaN/inf (each check waits for the device once)
+FINITE_CHECK_EVERY = 25
+#: steps between updates of a progress bar's loss/metric (each update waits for the device once)
+POSTFIX_EVERY = 10
+
+
+def _check_finite(losses: list[torch.Tensor], first_step: int, epoch: int) -> None:
+    """Raise naming the first step whose loss in ``losses`` (steps ``first_step``, ...) is NaN or infinite."""
+    if not losses:
+        return
+    stacked = torch.stack(losses)
+    finite = torch.isfinite(stacked)
+    if not bool(finite.all()):
+        bad = int((~finite).nonzero()[0, 0])
+        raise FloatingPointError(f"non-finite training loss ({stacked[bad].item()}) at epoch {epoch}, "
+                                 f"step {first_step + bad}")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -181,35 +238,41 @@ def train_one_epoch(model: nn.Module, task, images: torch.Tensor, targets: torch
     if len(batches) > 1 and len(batches[-1]) < 2:
         batches = batches[:-1]  # a batch of one breaks BatchNorm
     batches = batches[: config.max_train_batches]
+    precision = resolve_precision(config, device)
     matrix = ConfusionMatrix(config.num_classes, device)
-    total_loss, seen = 0.0, 0
+    losses: list[torch.Tensor] = []  # per step, on the device: reading them each step would stall a GPU
+    checked, seen = 0, 0
     bar = tqdm(batches, desc=f"epoch {epoch}", leave=False, disable=not progress)
-    for step, index in enumerate(bar):
-        x = to_input(images[index], device)
+    for step, index in enumerate(bar, start=1):
+        x = to_input(images[index], device, config.channels_last)
         y = targets[index].to(device, non_blocking=True)
         x, y = task.augment(x, y, generator)
-        with autocast(device):
+        with autocast(device, precision):
             outputs = model(x)
             loss = task.loss(outputs, y)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite training loss ({loss.item()}) at epoch {epoch}, step {step + 1}")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         scheduler.step()
         matrix.update(task.predict(outputs).detach(), y)
-        total_loss += loss.item() * len(index)
+        losses.append(loss.detach() * len(index))
         seen += len(index)
-        if progress:  # the postfix summarises the matrix: skip that work when no bar is shown
-            bar.set_postfix(loss=f"{total_loss / seen:.3f}", **{task.metric: f"{task.summarize(matrix)[task.metric]:.3f}"})
-    return {"loss": total_loss / max(seen, 1), task.metric: task.summarize(matrix)[task.metric],
-            "lr": optimizer.param_groups[0]["lr"]}
+        if step % FINITE_CHECK_EVERY == 0:
+            _check_finite(losses[checked:], checked + 1, epoch)
+            checked = step
+        if progress and (step % POSTFIX_EVERY == 0 or step == len(batches)):  # the postfix waits for the device
+            bar.set_postfix(loss=f"{float(sum(losses)) / seen:.3f}",
+                            **{task.metric: f"{task.summarize(matrix)[task.metric]:.3f}"})
+    _check_finite(losses[checked:], checked + 1, epoch)
+    return {"loss": float(torch.stack(losses).sum()) / seen if losses else 0.0,
+            task.metric: task.summarize(matrix)[task.metric], "lr": optimizer.param_groups[0]["lr"]}
 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, task, images: torch.Tensor, targets: torch.Tensor, batch_size: int, device: torch.device,
-             num_classes: int, keep: list[int] | None = None) -> dict:
-    """Evaluate on in-memory tensors (no augmentation).
+             num_classes: int, keep: list[int] | None = None, precision: str = "fp32", channels_last: bool = True) -> dict:
+    """Evaluate on in-memory tensors (no augmentation), in ``precision`` (the run's, from :func:`resolve_precision`)
+    and the memory format the model is in.
 
     Returns:
         ``{"loss", task.metric, ...task summary, "confusion": ndarray}`` and, when ``keep`` lists sample
@@ -219,18 +282,18 @@ def evaluate(model: nn.Module, task, images: torch.Tensor, targets: torch.Tensor
     matrix = ConfusionMatrix(num_classes, device)
     keep = set(keep or [])
     kept: dict[int, np.ndarray] = {}
-    total_loss = 0.0
+    total_loss = torch.zeros((), dtype=torch.float64, device=device)
     for start in range(0, len(images), batch_size):
-        x = to_input(images[start : start + batch_size], device)
+        x = to_input(images[start : start + batch_size], device, channels_last)
         y = targets[start : start + batch_size].to(device)
-        with autocast(device):
+        with autocast(device, precision):
             outputs = model(x)
-            total_loss += task.loss(outputs, y).item() * len(x)
+            total_loss += task.loss(outputs, y) * len(x)
         prediction = task.predict(outputs)
         matrix.update(prediction, y)
         for i in keep & set(range(start, start + len(x))):
             kept[i] = prediction[i - start].to(torch.uint8).cpu().numpy()
-    result = {"loss": total_loss / max(len(images), 1), **task.summarize(matrix), "confusion": matrix.to_numpy()}
+    result = {"loss": float(total_loss) / max(len(images), 1), **task.summarize(matrix), "confusion": matrix.to_numpy()}
     if keep:
         result["kept"] = kept
     return result
@@ -268,7 +331,7 @@ def load_model(checkpoint: str | Path, device: str | torch.device = "cpu", task:
     model = build_model(meta["model"], num_classes=meta["num_classes"], pretrained=False, **meta["model_kwargs"])
     model.load_state_dict(state["model"])
     model.weights_source = meta["weights_source"]
-    return model.to(device).eval(), meta
+    return model.to(device, memory_format=torch.channels_last).eval(), meta
 
 
 def _write_history(run_dir: Path, history: list[dict]) -> None:
@@ -308,7 +371,9 @@ def fit(config: TrainConfig, train, val, out_root: str | Path, name: str, device
         the content of ``metrics.json`` plus ``"run_dir"`` and ``"reused"`` (True when nothing was trained).
     """
     device = resolve_device(device)
-    params = {"name": name, "config": config.to_dict(), "data": {"train": train.key, "val": val.key}}
+    # the resolved precision is part of the name: "cpu_bf16" trains in bf16 on one CPU and in fp32 on another
+    params = {"name": name, "config": config.to_dict(), "data": {"train": train.key, "val": val.key},
+              "precision": resolve_precision(config, device)}
     run_dir = run_dir_for(out_root, name, params)
     if (run_dir / "metrics.json").exists() and not force:
         result = {**json.loads((run_dir / "metrics.json").read_text()), "run_dir": str(run_dir), "reused": True}
@@ -352,7 +417,8 @@ def _train(config: TrainConfig, train, val, run_dir: Path, device: torch.device,
         torch.backends.cudnn.benchmark = True
     torch.manual_seed(config.seed)  # the model's initial weights
     model = build_model(config.model, num_classes=config.num_classes, pretrained=config.pretrained, **config.model_kwargs)
-    model = model.to(device, memory_format=torch.channels_last if device.type == "cuda" else torch.preserve_format)
+    model = model.to(device, memory_format=memory_format(config.channels_last))
+    precision = resolve_precision(config, device)
     task = build_task(config.task, **config.to_dict())
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = _steps_per_epoch(len(train.images), config)
@@ -369,7 +435,8 @@ def _train(config: TrainConfig, train, val, run_dir: Path, device: torch.device,
         epoch = state["epoch"] + 1
         tic = time.perf_counter()
         train_metrics = train_one_epoch(model, task, train_x, train_y, optimizer, scheduler, config, epoch, device, progress)
-        val_metrics = evaluate(model, task, val_x, val_y, config.eval_batch_size, device, config.num_classes, keep)
+        val_metrics = evaluate(model, task, val_x, val_y, config.eval_batch_size, device, config.num_classes, keep,
+                               precision, config.channels_last)
         seconds = time.perf_counter() - tic
         row = {"epoch": epoch, "lr": train_metrics["lr"], "train_loss": train_metrics["loss"],
                f"train_{task.metric}": train_metrics[task.metric], "val_loss": val_metrics["loss"],

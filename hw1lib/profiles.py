@@ -27,7 +27,7 @@ _RECIPES: dict[str, dict[str, dict]] = {
     "full": {
         "p1_model_a": {**_P1, "model": "vgg_like", "model_kwargs": {"widths": [64, 128, 256], "hidden": 512},
                        "epochs": 100, "batch_size": 250, "lr": 5e-4, "weight_decay": 1e-5, "patience": 15,
-                       "loss": "focal", "focal_gamma": 2.0, "augment": _CROP_FLIP,
+                       "loss": "focal", "focal_gamma": 2.0, "augment": _CROP_FLIP, "cpu_bf16": True,
                        "snapshot_epochs": list(range(5, 101, 5))},
         "p1_model_b": {**_P1, "model": "efficientnet_v2_s", "pretrained": True, "model_kwargs": {"input_size": 224},
                        "epochs": 10, "batch_size": 128, "lr": 3e-4, "weight_decay": 1e-2, "warmup_epochs": 1,
@@ -42,7 +42,7 @@ _RECIPES: dict[str, dict[str, dict]] = {
     "demo": {
         "p1_model_a": {**_P1, "model": "vgg_like", "model_kwargs": {"widths": [32, 64, 128], "hidden": 256},
                        "epochs": 15, "batch_size": 64, "lr": 2e-3, "weight_decay": 1e-4, "patience": 5,
-                       "loss": "focal", "focal_gamma": 2.0, "augment": _CROP_FLIP,
+                       "loss": "focal", "focal_gamma": 2.0, "augment": _CROP_FLIP, "cpu_bf16": True,
                        "snapshot_epochs": list(range(1, 16))},
         "p1_model_b": {**_P1, "model": "efficientnet_lite0", "pretrained": True, "model_kwargs": {"input_size": 64},
                        "epochs": 4, "batch_size": 64, "lr": 1e-3, "weight_decay": 1e-2, "warmup_epochs": 0.5,
@@ -58,7 +58,7 @@ _RECIPES: dict[str, dict[str, dict]] = {
     },
     "smoke": {
         "p1_model_a": {**_P1, "model": "vgg_like", "model_kwargs": {"widths": [8, 16, 32], "hidden": 32},
-                       "epochs": 3, "batch_size": 16, "lr": 3e-3, "patience": 3, "loss": "focal",
+                       "epochs": 3, "batch_size": 16, "lr": 3e-3, "patience": 3, "loss": "focal", "cpu_bf16": True,
                        "augment": _CROP_FLIP, "snapshot_epochs": [1, 2, 3]},
         "p1_model_b": {**_P1, "model": "efficientnet_lite0", "pretrained": True, "model_kwargs": {"input_size": 32},
                        "epochs": 1, "batch_size": 50, "lr": 1e-3, "max_train_batches": 2, "augment": _CROP_FLIP},

@@ -116,9 +116,14 @@ def implementation_details(run: Run) -> pd.DataFrame:
         "epochs (planned / run)": f"{c['epochs']} / {run.metrics['final_epoch']} ({run.metrics['stop_reason']})",
         "early stopping": early, "augmentation (on the device)": aug_text,
         "checkpoint kept": f"best validation accuracy (epoch {run.metrics['best_epoch']})",
+        "precision": _precision_text(run.params.get("precision", "fp32")),
         "seed": c["seed"], "device": run.params["environment"]["device"],
     }
     return pd.DataFrame({"setting": rows}).rename_axis("model A")
+
+
+def _precision_text(precision: str) -> str:
+    return "bf16 autocast (mixed precision), channels_last" if precision == "bf16" else "fp32, channels_last"
 
 
 def environment_table(runs: dict[str, Run], timings: dict[str, float]) -> pd.DataFrame:

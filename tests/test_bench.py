@@ -11,11 +11,12 @@ import pytest
 import torch
 from PIL import Image
 
-from hw1lib import bench
+from hw1lib import bench, engine
 from hw1lib.cli import main as cli_main
 from hw1lib.data.palette import encode_mask
 from hw1lib.models import list_models
 from hw1lib.paths import REPO_ROOT
+from hw1lib.profiles import get_config
 from hw1lib.tasks import build_task
 
 
@@ -128,9 +129,13 @@ def test_quick_run_has_a_positive_row_per_registered_model(quick_results):
 
 
 def test_quick_run_compares_both_data_paths_with_ratios(quick_results):
-    lever = "p1_model_a, channels_last + bf16 autocast"  # the quick plan also compares under the CPU lever
-    assert set(quick_results["data_paths"]) == {"p1_model_a", "p2_model_b", lever}
-    assert quick_results["data_paths"][lever]["lever"] == "channels_last + bf16 autocast"
+    baseline = "p1_model_a, conventional loop in NCHW, fp32"  # the engine as it trains against the usual loop
+    assert set(quick_results["data_paths"]) == {"p1_model_a", "p2_model_b", baseline}
+    conventional, project = quick_results["data_paths"][baseline]["rows"]
+    assert conventional["lever"] == "NCHW, fp32" and not conventional["channels_last"] and conventional["precision"] == "fp32"
+    assert project["lever"] == "engine as is" and project["channels_last"]
+    same = quick_results["data_paths"]["p1_model_a"]["rows"]  # the same step on both sides
+    assert same[0]["precision"] == same[1]["precision"] and same[0]["channels_last"] == same[1]["channels_last"]
     for experiment, comparison in quick_results["data_paths"].items():
         assert [r["pipeline"] for r in comparison["rows"]] == ["conventional", "project"]
         assert all(r["train_images_per_s"] > 0 and r["images_per_pass"] > 0 for r in comparison["rows"])
@@ -145,4 +150,19 @@ def test_quick_run_records_where_and_how_it_was_measured(quick_results):
     assert env["device"] == "cpu" and env["cpu_cores"] >= 1 and env["command"].startswith("python -m hw1lib bench --quick")
     assert env["commit"] and env["date"]
     assert quick_results["peaks"]["main"] > 0
-    assert [lever["lever"] for lever in quick_results["levers"]][0] == "engine as is"
+    levers = {row["lever"]: row for row in quick_results["levers"]}
+    assert list(levers) == ["NCHW, fp32", "channels_last, bf16 autocast"]
+    assert not levers["NCHW, fp32"]["engine"] and levers["NCHW, fp32"]["precision"] == "fp32"
+    # the smoke recipe of model A asks for CPU bf16; the engine uses it where the CPU has AMX
+    assert levers["channels_last, bf16 autocast"]["engine"] == engine.native_cpu_bf16()
+
+
+def test_lever_names_map_to_settings():
+    config = get_config("p1_model_a", "demo")
+    assert bench.lever_setting(None, config) == bench.Setting(channels_last=True, cpu_bf16=True, compile=False)
+    assert bench.lever_setting("NCHW, fp32", config) == bench.Setting(False, False, False)
+    assert bench.lever_setting("channels_last, bf16 autocast, torch.compile", config) == bench.Setting(True, True, True)
+    assert bench.lever_setting("engine as is, torch.compile", config).compile
+    for bad in ("channels_last", "NCHW, channels_last, fp32", "NCHW, fp16"):
+        with pytest.raises(ValueError, match="expected 'engine as is'"):
+            bench.lever_setting(bad, config)

@@ -70,17 +70,19 @@ class Interrupt(Exception):
     pass
 
 
-def test_resume_after_an_interruption_between_epochs_is_exact(tmp_path):
+@pytest.mark.parametrize("cpu_bf16", [False, True], ids=["fp32", "cpu_bf16"])
+def test_resume_after_an_interruption_between_epochs_is_exact(tmp_path, cpu_bf16):
     train, val = tiny_classification(), tiny_classification(seed=1, key="v")
-    reference = fit(config(), train, val, tmp_path / "a", "p1_test", device="cpu", progress=False)
+    reference = fit(config(cpu_bf16=cpu_bf16), train, val, tmp_path / "a", "p1_test", device="cpu", progress=False)
 
     def stop_after_two(epoch, row):
         if epoch == 2:
             raise Interrupt
 
     with pytest.raises(Interrupt):
-        fit(config(), train, val, tmp_path / "b", "p1_test", device="cpu", progress=False, on_epoch_end=stop_after_two)
-    resumed = fit(config(), train, val, tmp_path / "b", "p1_test", device="cpu", progress=False)
+        fit(config(cpu_bf16=cpu_bf16), train, val, tmp_path / "b", "p1_test", device="cpu", progress=False,
+            on_epoch_end=stop_after_two)
+    resumed = fit(config(cpu_bf16=cpu_bf16), train, val, tmp_path / "b", "p1_test", device="cpu", progress=False)
     assert_same_weights(weights(f"{reference['run_dir']}/last.pt"), weights(f"{resumed['run_dir']}/last.pt"))
     assert resumed["best_val_acc"] == reference["best_val_acc"]
     assert pd.read_csv(f"{resumed['run_dir']}/history.csv")["epoch"].tolist() == [1, 2, 3]
@@ -106,10 +108,34 @@ def test_resume_after_an_interruption_inside_an_epoch_is_exact(tmp_path, monkeyp
     assert_same_weights(weights(f"{reference['run_dir']}/best.pt"), weights(f"{resumed['run_dir']}/best.pt"))
 
 
-def test_non_finite_loss_stops_with_the_step(tmp_path):
+def test_non_finite_loss_stops_with_the_step(tmp_path, monkeypatch):
+    # losses are checked in windows (no wait for the device each step); the step named must be the exact one
+    train, val = tiny_classification(n=200), tiny_classification(seed=1, key="v")
+    messages = []
+    for every in (1, 5):
+        monkeypatch.setattr(engine, "FINITE_CHECK_EVERY", every)
+        with pytest.raises(FloatingPointError, match=r"non-finite training loss .* at epoch 1, step \d+") as error:
+            fit(config(lr=1e12, loss="ce"), train, val, tmp_path / str(every), "p1_test", device="cpu", progress=False)
+        messages.append(str(error.value))
+        assert not list((tmp_path / str(every)).glob("*/last.pt"))  # nothing of the broken epoch was saved
+    assert messages[0] == messages[1]
+
+
+def test_check_finite_names_the_first_bad_step():
+    engine._check_finite([torch.tensor(1.0), torch.tensor(2.0)], 26, 3)  # all finite: no error
+    with pytest.raises(FloatingPointError, match=r"\(nan\) at epoch 3, step 28$"):
+        engine._check_finite([torch.tensor(1.0), torch.tensor(2.0), torch.tensor(float("nan")),
+                              torch.tensor(float("inf"))], 26, 3)
+
+
+def test_precision_is_recorded_and_names_the_run(tmp_path):
     train, val = tiny_classification(), tiny_classification(seed=1, key="v")
-    with pytest.raises(FloatingPointError, match=r"non-finite training loss .* at epoch 1, step \d+"):
-        fit(config(lr=1e12, loss="ce"), train, val, tmp_path, "p1_test", device="cpu", progress=False)
+    fp32 = fit(config(epochs=1), train, val, tmp_path, "p1_test", device="cpu", progress=False)
+    bf16 = fit(config(epochs=1, cpu_bf16=True), train, val, tmp_path, "p1_test", device="cpu", progress=False)
+    expected = "bf16" if engine.native_cpu_bf16() else "fp32"  # only a CPU with AMX trains in bf16
+    assert json.loads((tmp_path / fp32["run_dir"].split("/")[-1] / "params.json").read_text())["precision"] == "fp32"
+    assert json.loads((tmp_path / bf16["run_dir"].split("/")[-1] / "params.json").read_text())["precision"] == expected
+    assert fp32["run_dir"] != bf16["run_dir"]
 
 
 def test_early_stopping_with_patience(tmp_path):
