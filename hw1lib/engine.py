@@ -18,7 +18,7 @@ Why it is built this way:
 - A run folder is named by a hash of its parameters, so a finished run with identical parameters is
   reused, and a changed parameter trains into a new folder instead of overwriting results.
 - Speed (figures in ``benchmarks/RESULTS.md``): models and inputs are ``channels_last`` on every device
-  (oneDNN and cuDNN run convolutions in that layout without reorders: 1.2-1.9x on our 2-core CPUs); CUDA
+  (oneDNN and cuDNN run convolutions in that layout without reorders: 1.0-1.9x per model on our CPUs); CUDA
   trains under bf16 autocast; a CPU does so only when the recipe asks (``cpu_bf16``) and the CPU has AMX
   (2x for P1 model A there). The step never waits for the device: losses stay on it and are checked
   for NaN/inf every ``FINITE_CHECK_EVERY`` steps, not after each one.
@@ -227,7 +227,8 @@ def train_one_epoch(model: nn.Module, task, images: torch.Tensor, targets: torch
         ``{"loss": mean training loss, task.metric: metric on the augmented training batches, "lr": last lr}``.
 
     Raises:
-        FloatingPointError: the loss became NaN or infinite (names the epoch and step).
+        FloatingPointError: the loss became NaN or infinite (names the epoch and the first such step; raised
+            within ``FINITE_CHECK_EVERY`` steps of it, before anything of this epoch is saved).
     """
     model.train()
     seed = epoch_seed(config.seed, epoch)
