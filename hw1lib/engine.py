@@ -197,6 +197,20 @@ def autocast(device: torch.device, precision: str = "fp32"):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
+#: models whose training under CPU bf16 autocast is known to fail, and why (checked before a run starts)
+CPU_BF16_BROKEN = {
+    "fcn32s": "in torch 2.13 the backward of its 1x1 score convolution (4096 -> 7 channels) under CPU bf16 autocast "
+              "corrupts the heap and kills the process",
+}
+
+
+def check_precision(config: TrainConfig, device: torch.device) -> None:
+    """Refuse a setting known to crash (:data:`CPU_BF16_BROKEN`) with a clear error instead of a dead process."""
+    if resolve_precision(config, device) == "bf16" and device.type == "cpu" and config.model in CPU_BF16_BROKEN:
+        raise ValueError(f"cpu_bf16=True cannot train {config.model} on the CPU: {CPU_BF16_BROKEN[config.model]}; "
+                         "set cpu_bf16=False")
+
+
 #: steps between checks of the training loss for NaN/inf (each check waits for the device once)
 FINITE_CHECK_EVERY = 25
 #: steps between updates of a progress bar's loss/metric (each update waits for the device once)
@@ -372,6 +386,7 @@ def fit(config: TrainConfig, train, val, out_root: str | Path, name: str, device
         the content of ``metrics.json`` plus ``"run_dir"`` and ``"reused"`` (True when nothing was trained).
     """
     device = resolve_device(device)
+    check_precision(config, device)
     # the resolved precision is part of the name: "cpu_bf16" trains in bf16 on one CPU and in fp32 on another
     params = {"name": name, "config": config.to_dict(), "data": {"train": train.key, "val": val.key},
               "precision": resolve_precision(config, device)}
