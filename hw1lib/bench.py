@@ -88,7 +88,7 @@ class Plan:
     p2_batches: int | None  # P2 data-path batches per pass (None: the whole epoch)
     matmul_size: int
     levers: tuple[str, ...]
-    conventional_baseline: str | None = None  # also compare P1 model A's engine with a conventional loop in this setting
+    conventional_baseline: str | None = None  # setting of a conventional loop to compare P1 model A's engine with
     threads: int | None = None  # torch intra-op threads for the run; None keeps torch's default
 
 
@@ -396,7 +396,9 @@ def lever_setting(lever: str | None, config: TrainConfig) -> Setting:
         return Setting(config.channels_last, config.cpu_bf16, "torch.compile" in lever)
     parts = [part.strip() for part in lever.split(",")]
     known = {"NCHW", "channels_last", "fp32", "bf16 autocast", "torch.compile"}
-    if not set(parts) <= known or ("NCHW" in parts) == ("channels_last" in parts) or ("fp32" in parts) == ("bf16 autocast" in parts):
+    one_layout = ("NCHW" in parts) != ("channels_last" in parts)
+    one_precision = ("fp32" in parts) != ("bf16 autocast" in parts)
+    if not (set(parts) <= known and one_layout and one_precision):
         raise ValueError(f"lever {lever!r}: expected 'engine as is' or 'NCHW|channels_last, fp32|bf16 autocast'"
                          f" (optionally ', torch.compile')")
     return Setting("channels_last" in parts, "bf16 autocast" in parts, "torch.compile" in parts)

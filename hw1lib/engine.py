@@ -285,7 +285,8 @@ def train_one_epoch(model: nn.Module, task, images: torch.Tensor, targets: torch
 
 @torch.no_grad()
 def evaluate(model: nn.Module, task, images: torch.Tensor, targets: torch.Tensor, batch_size: int, device: torch.device,
-             num_classes: int, keep: list[int] | None = None, precision: str = "fp32", channels_last: bool = True) -> dict:
+             num_classes: int, keep: list[int] | None = None, precision: str = "fp32",
+             channels_last: bool = True) -> dict:
     """Evaluate on in-memory tensors (no augmentation), in ``precision`` (the run's, from :func:`resolve_precision`)
     and the memory format the model is in.
 

@@ -176,8 +176,8 @@ def test_segmentation_run_keeps_masks_of_chosen_ids_every_epoch(tmp_path):
 
 @pytest.mark.skipif(not engine.native_cpu_bf16(), reason="without AMX the CPU trains in fp32: nothing to refuse")
 def test_cpu_bf16_refuses_a_model_known_to_crash_under_it(tmp_path):
-    seg = SimpleNamespace(images=torch.zeros(4, 3, 32, 32, dtype=torch.uint8), masks=torch.zeros(4, 32, 32, dtype=torch.uint8),
-                          key="s", ids=["0", "1", "2", "3"])
+    seg = SimpleNamespace(images=torch.zeros(4, 3, 32, 32, dtype=torch.uint8),
+                          masks=torch.zeros(4, 32, 32, dtype=torch.uint8), key="s", ids=["0", "1", "2", "3"])
     bad = TrainConfig(task="segmentation", model="fcn32s", num_classes=7, cpu_bf16=True, epochs=1)
     with pytest.raises(ValueError, match="cpu_bf16=True cannot train fcn32s on the CPU"):
         fit(bad, seg, seg, tmp_path, "p2_test", device="cpu", progress=False)
