@@ -57,7 +57,7 @@ from hw1lib.data.classification import list_pngs, load_classification_folder, pa
 from hw1lib.data.palette import decode_mask
 from hw1lib.data.segmentation import load_segmentation_folder, scan_pairs
 from hw1lib.engine import (TrainConfig, autocast, evaluate, memory_format, resolve_device, resolve_precision, save_json,
-                           to_input, train_one_epoch)
+                           to_input, train_one_epoch, train_step)
 from hw1lib.metrics import ConfusionMatrix
 from hw1lib.models import build_model, list_models
 from hw1lib.paths import REPO_ROOT, data_dir, standin_dir
@@ -564,13 +564,7 @@ def conventional_pass(model: nn.Module, task, loader: DataLoader, optimizer, sch
             break
         x = x.to(device, non_blocking=True).contiguous(memory_format=memory_format(config.channels_last))  # as to_input
         y = y.to(device, non_blocking=True)
-        with autocast(device, precision):
-            outputs = model(x)
-            loss = task.loss(outputs, y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
+        outputs, loss = train_step(model, task, x, y, optimizer, scheduler, precision)
         matrix.update(task.predict(outputs).detach(), y)
         value = loss.item()  # a typical loop reads the loss every step (running_loss += loss.item())
         if not math.isfinite(value):

@@ -230,7 +230,24 @@ def _check_finite(losses: list[torch.Tensor], first_step: int, epoch: int) -> No
 
 
 # ----------------------------------------------------------------------------------------------------
-# one epoch of training, one evaluation
+# one step, one epoch of training, one evaluation
+
+
+def train_step(model: nn.Module, task, x: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer, scheduler,
+               precision: str) -> tuple[object, torch.Tensor]:
+    """One optimisation step on a prepared batch; returns ``(outputs, loss)`` without reading the loss.
+
+    Why a function of its own: the benchmark's conventional loop calls it too, so that a data-path
+    comparison times the same step on both sides.
+    """
+    with autocast(x.device, precision):
+        outputs = model(x)
+        loss = task.loss(outputs, y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    scheduler.step()
+    return outputs, loss
 
 
 def train_one_epoch(model: nn.Module, task, images: torch.Tensor, targets: torch.Tensor, optimizer: torch.optim.Optimizer,
@@ -262,13 +279,7 @@ def train_one_epoch(model: nn.Module, task, images: torch.Tensor, targets: torch
         x = to_input(images[index], device, config.channels_last)
         y = targets[index].to(device, non_blocking=True)
         x, y = task.augment(x, y, generator)
-        with autocast(device, precision):
-            outputs = model(x)
-            loss = task.loss(outputs, y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
+        outputs, loss = train_step(model, task, x, y, optimizer, scheduler, precision)
         matrix.update(task.predict(outputs).detach(), y)
         losses.append(loss.detach() * len(index))
         seen += len(index)
