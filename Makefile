@@ -8,17 +8,21 @@ PROFILE ?= demo
 DATA ?=
 DEVICE ?= auto
 
-.PHONY: test report standin bench lab clean-runs
+.PHONY: test lint report standin bench lab clean-runs
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip>=23"
-	$(PY) -m pip install --quiet -e .
+	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $@
 
-test: $(VENV)/.installed
+test: lint
 	bash scripts/install_pdf_tools.sh
 	$(PY) -m pytest
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check hw1lib tests benchmarks
+	$(VENV)/bin/ruff format --check hw1lib tests benchmarks
 
 report: $(VENV)/.installed
 	bash scripts/install_pdf_tools.sh
@@ -28,7 +32,7 @@ standin: $(VENV)/.installed
 	$(PY) -m hw1lib standin data/standin-$(PROFILE) --size $(PROFILE)
 
 bench: $(VENV)/.installed
-	$(PY) -m hw1lib bench --device $(DEVICE)
+	$(PY) -m benchmarks.bench --device $(DEVICE) --out benchmarks/results-$(DEVICE).json
 
 lab: $(VENV)/.installed
 	$(VENV)/bin/jupyter lab notebooks/

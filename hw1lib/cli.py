@@ -1,9 +1,10 @@
 """Command line: ``python -m hw1lib <command>`` or ``hw1 <command>``.
 
 Commands: ``standin`` (generate the stand-in data), ``classify`` and ``segment`` (the grader's
-interfaces), ``miou`` (the official metric on two folders), ``viz-mask`` (a mask overlay), ``bench``
-(speed figures) and ``report`` (run the notebooks and export the report). Each command is a thin
-wrapper over one package function; errors a user can fix are printed as one line, exit status 2.
+interfaces), ``miou`` (the official metric on two folders), ``viz-mask`` (a mask overlay) and ``report``
+(run the notebooks and export the report). Each command is a thin wrapper over one package function;
+errors a user can fix (bad input, a path that cannot be read or written, a device that is not there)
+are printed as one line naming the path, exit status 2; a failed step (a notebook, the PDF) exits 1.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+
+from hw1lib.io import TMP_MARK
 
 
 def _standin(args: argparse.Namespace) -> None:
@@ -42,7 +45,7 @@ def _miou(args: argparse.Namespace) -> None:
 
 
 def _viz_mask(args: argparse.Namespace) -> None:
-    from hw1lib.data.classification import read_rgb
+    from hw1lib.data.images import read_rgb
     from hw1lib.data.palette import decode_mask
     from hw1lib.viz import plot_overlay, save_figure
 
@@ -54,14 +57,8 @@ def _viz_mask(args: argparse.Namespace) -> None:
     print(f"wrote {path}")
 
 
-def _bench(args: argparse.Namespace) -> None:
-    from hw1lib.bench import main as bench_main
-
-    bench_main(args)
-
-
 def _report(args: argparse.Namespace) -> None:
-    from hw1lib.report import build_report
+    from hw1lib.build import build_report
 
     build_report(profile=args.profile, data=args.data, out_dir=args.out_dir, device=args.device)
 
@@ -104,12 +101,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out_png")
     p.set_defaults(run=_viz_mask)
 
-    p = commands.add_parser("bench", help="training/inference speed of every model and of the data paths")
-    p.add_argument("--quick", action="store_true", help="tiny sizes, for CI")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--out", default=None, help="JSON output (default: benchmarks/results-<device>.json)")
-    p.set_defaults(run=_bench)
-
     p = commands.add_parser("report", help="run notebooks 01-06 and export the report as HTML and PDF")
     p.add_argument("--profile", choices=["smoke", "demo", "full"], default="demo")
     p.add_argument("--data", default="", help="real data root (default: the generated stand-in)")
@@ -119,6 +110,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _os_error_text(error: OSError) -> str:
+    """``"Permission denied: /path"``: the reason and the path, without the temporary name of a staging file."""
+    path = str(error.filename or "")
+    if TMP_MARK in Path(path).name:  # a staging file: name the folder the user chose
+        path = str(Path(path).parent)
+    return f"{error.strerror or error}: {path}" if path else str(error)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``hw1`` and ``python -m hw1lib``."""
     args = build_parser().parse_args(argv)
@@ -126,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
         args.run(args)
     except (FileNotFoundError, FileExistsError, ValueError) as error:  # bad input: the message says what to fix
         print(f"hw1 {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # a path the user gave cannot be read or written (permissions, a full disk, ...)
+        print(f"hw1 {args.command}: error: {_os_error_text(error)}", file=sys.stderr)
         return 2
     except RuntimeError as error:  # a failed step (a notebook, the PDF, missing weights): said in one line
         if type(error).__module__.startswith("hw1lib"):

@@ -112,3 +112,34 @@ def _as_matrix(features: np.ndarray) -> np.ndarray:
         # Barnes-Hut t-SNE crashes the process on the NaNs that follow, so refuse here with a reason
         raise ValueError("features are identical for every sample (a dead layer?): nothing to project")
     return features
+
+
+def representations(run, val, epochs: list[int], device: str = "cpu", seed: int = 0) -> dict:
+    """PCA of the best model's pre-logits and t-SNE at ``epochs`` on the validation set, cached in the run.
+
+    The arrays are cached in the run folder under a tag of the epochs, the seed and the validation data's
+    fingerprint, so the report and re-runs of notebook 03 reuse them, and a change of any of the three
+    computes them again.
+
+    Args:
+        run: a finished classification :class:`hw1lib.runs.Run` with snapshots at ``epochs``.
+        val: the validation set (``images``, ``labels``, ``key``).
+
+    Returns:
+        ``{"labels": (N,), "pca": (N, 2), "pca_explained": (2,), "tsne": {epoch: (N, 2)}, "pca_epoch": int}``.
+    """
+    import json
+
+    tag = json.dumps({"epochs": epochs, "seed": seed, "val": val.key})
+    arrays = run.cached_arrays(tag)
+    if arrays is None:
+        features = extract_features(run.load_model(None, device), val.images, device=device)
+        pca, explained = project_pca(features, seed=seed, return_explained=True)
+        arrays = {"labels": val.labels.numpy(), "pca": pca, "pca_explained": explained,
+                  "pca_epoch": np.array(run.metrics["best_epoch"])}
+        for epoch in epochs:
+            arrays[f"tsne_{epoch}"] = project_tsne(extract_features(run.load_model(epoch, device), val.images,
+                                                                    device=device), seed=seed)
+        run.cache_arrays(tag, arrays)
+    return {"labels": arrays["labels"], "pca": arrays["pca"], "pca_explained": arrays["pca_explained"],
+            "pca_epoch": int(arrays["pca_epoch"]), "tsne": {e: arrays[f"tsne_{e}"] for e in epochs}}

@@ -1,6 +1,6 @@
 """The grader's interfaces: classify a folder to a CSV, segment a folder to palette PNGs, score masks.
 
-Formats (``HW1_SPEC.md``): ``classify`` writes ``filename,label`` rows (basenames) for every ``*.png``;
+Formats (the course's grader interfaces): ``classify`` writes ``filename,label`` rows (basenames) for every ``*.png``;
 ``segment`` writes ``<stem>.png`` in the exact palette, at the input's size, for every ``*.jpg``; ``miou``
 scores a prediction folder against ground-truth masks with the official formula. Outputs are written
 through temporary files and renames, so a failure never leaves a half-written CSV or mask behind.
@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import csv
 import io
-import json
+import os
+import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -18,32 +20,19 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from hw1lib.data.classification import load_classification_folder, read_rgb
+from hw1lib.checkpoints import load_model
+from hw1lib.data.classification import load_classification_folder
+from hw1lib.data.images import list_images, read_rgb
 from hw1lib.data.palette import CLASS_NAMES, SCORED_CLASSES, decode_mask, encode_mask
-from hw1lib.engine import atomic_write_bytes, load_model, resolve_device, to_input
+from hw1lib.io import TMP_MARK, check_output_dir, check_output_file, write_text
 from hw1lib.metrics import ConfusionMatrix
-from hw1lib.paths import runs_dir
+from hw1lib.precision import resolve_device, to_input
+from hw1lib.runs import latest_checkpoint
 
 
-def latest_checkpoint(task: str, root: Path | None = None) -> Path:
-    """``best.pt`` of the most recently finished run of ``task`` under the runs folder.
-
-    Raises:
-        FileNotFoundError: no finished run of that task (says where it looked and what to do).
-    """
-    root = root or runs_dir()
-    finished = []
-    for metrics_file in root.rglob("metrics.json"):
-        try:
-            metrics = json.loads(metrics_file.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        if metrics.get("task") == task and (metrics_file.parent / "best.pt").exists():
-            finished.append((metrics_file.stat().st_mtime, metrics_file.parent / "best.pt"))
-    if not finished:
-        raise FileNotFoundError(f"no finished {task} run with a best.pt under {root}; train one first "
-                                "(the notebooks or `make report`) or pass --checkpoint PATH")
-    return max(finished)[1]
+def natural_key(name: str) -> list:
+    """Sort key that orders ``2.png`` before ``10.png`` (digit runs compared as numbers)."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
 
 
 @torch.no_grad()
@@ -51,12 +40,16 @@ def classify_folder(image_dir: str | Path, out_csv: str | Path, checkpoint: str 
                     device: str = "auto", batch_size: int = 256) -> int:
     """Predict a label for every ``*.png`` in ``image_dir`` and write ``filename,label`` rows.
 
+    Every image is decoded and classified before the CSV is written (atomically), so a bad image leaves
+    an existing CSV as it was. Rows follow the natural order of the file names (``2.png`` before ``10.png``).
+
     Returns:
         the number of rows written.
     """
-    data = load_classification_folder(image_dir, labelled=False, cache=False)
+    check_output_file(out_csv, "CSV file")
     device = resolve_device(device)
     model, _ = load_model(checkpoint or latest_checkpoint("classification"), device, task="classification")
+    data = load_classification_folder(image_dir, labelled=False, cache=False)
     labels = []
     for start in range(0, len(data), batch_size):
         logits = model(to_input(data.images[start : start + batch_size], device))
@@ -64,8 +57,8 @@ def classify_folder(image_dir: str | Path, out_csv: str | Path, checkpoint: str 
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["filename", "label"])
-    writer.writerows(zip(data.names, labels))
-    atomic_write_bytes(Path(out_csv), lambda tmp: tmp.write_text(buffer.getvalue()))
+    writer.writerows(sorted(zip(data.names, labels), key=lambda row: natural_key(row[0])))
+    write_text(out_csv, buffer.getvalue())
     return len(labels)
 
 
@@ -92,20 +85,32 @@ def segment_folder(image_dir: str | Path, out_dir: str | Path, checkpoint: str |
                    device: str = "auto") -> int:
     """Write ``out_dir/<stem>.png`` (exact palette, input size) for every ``*.jpg`` in ``image_dir``.
 
+    All-or-nothing: every image is decoded and segmented first, the masks are written into a staging
+    folder beside ``out_dir`` and only then moved into it, so a bad image (truncated, unreadable) leaves
+    ``out_dir`` exactly as it was.
+
     Returns:
         the number of masks written.
     """
     image_dir, out_dir = Path(image_dir), Path(out_dir)
-    files = sorted(p for p in image_dir.glob("*") if p.suffix.lower() == ".jpg") if image_dir.is_dir() else []
-    if not files:
-        raise FileNotFoundError(f"no *.jpg images in {image_dir}")
+    files = list_images(image_dir, (".jpg", ".jpeg"))
+    check_output_dir(out_dir)
     device = resolve_device(device)
     model, _ = load_model(checkpoint or latest_checkpoint("segmentation"), device, task="segmentation")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for path in files:
-        rgb = encode_mask(predict_mask(model, read_rgb(path), device))
-        atomic_write_bytes(out_dir / f"{path.stem}.png", lambda tmp: Image.fromarray(rgb).save(tmp, format="PNG"))
-    return len(files)
+    masks = {f"{path.stem}.png": encode_mask(predict_mask(model, read_rgb(path), device)) for path in files}
+    staging = out_dir.parent / f".{out_dir.name}{TMP_MARK}{os.getpid()}"
+    try:
+        staging.mkdir(parents=True)
+        for name, rgb in masks.items():
+            Image.fromarray(rgb).save(staging / name, format="PNG")
+        if not out_dir.exists():
+            staging.rename(out_dir)
+        else:
+            for name in masks:
+                os.replace(staging / name, out_dir / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return len(masks)
 
 
 def _prediction_files(pred_dir: Path) -> dict[str, Path]:

@@ -3,7 +3,7 @@
 The matrix is accumulated on the device with one ``bincount`` per batch (rows = ground truth,
 columns = prediction) and everything else is derived from it.
 
-The official Problem 2 metric (see ``HW1_SPEC.md``): for each class i in 0..5, over all pixels of all
+The official Problem 2 metric (the course's ``mean_iou_evaluate.py``): for each class i in 0..5, over all pixels of all
 images pooled, ``IoU_i = tp / (tp_fp + tp_fn - tp)``, and ``mIoU`` is the mean over the six classes.
 Pixels whose ground truth is ``unknown`` (6) are NOT ignored: predicting class i there counts in
 ``tp_fp`` of class i. This is exactly what a 7x7 confusion matrix gives when its row/column sums are used.

@@ -1,65 +1,53 @@
-"""The report: tables and generated sentences from run folders, and the command that builds it all.
+"""The report's content: tables and the paragraphs that state results, computed from finished runs.
 
-Two halves:
-- What the report notebook (``06_report.ipynb``) calls: every number and every sentence that states a
-  result is computed here from run folders (``metrics.json``, ``params.json``, ``history.csv``), never
-  typed into markdown.
-- :func:`build_report`: runs notebooks 01-05 and the report notebook with papermill, in order, then
-  exports the report to HTML (code hidden) and PDF, with the executed notebooks as HTML beside it.
+Everything the report notebook (``06_report.ipynb``) says about a result comes from here, from the run
+folders' parameters, metrics and history (read through :mod:`hw1lib.runs`), never typed into markdown.
+Each function returns a DataFrame or a Markdown string; nothing here trains or draws.
+
+What this is not: the build (papermill and export, :mod:`hw1lib.build`) or the figures (:mod:`hw1lib.viz`).
 """
 
 from __future__ import annotations
 
-import json
-import subprocess
-import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from hw1lib.config import EXPERIMENTS, FULL_DEPARTURES
+from hw1lib.data import data_source
 from hw1lib.data.palette import CLASS_NAMES, SCORED_CLASSES
-from hw1lib.paths import REPO_ROOT
-from hw1lib.runs import Run, load_current
+from hw1lib.io import git_commit
+from hw1lib.runs import Run, count_parameters, load_current
 
-EXPERIMENT_NAMES = ("p1_model_a", "p1_model_b", "p2_model_a", "p2_model_b")
-NOTEBOOK_DIR = REPO_ROOT / "notebooks"
-TRAINING_NOTEBOOKS = ("01_p1_model_a", "02_p1_model_b", "03_p1_representations", "04_p2_model_a", "05_p2_model_b")
-REPORT_NOTEBOOK = "06_report"
-
-#: the reference report's validation numbers and the course pass marks (``HW1_SPEC.md``)
+#: the reference report's validation numbers and the course pass marks (the course's homework sheet)
 REFERENCE = {
-    "p1_model_a": {"problem": "P1", "role": "model A", "metric": "accuracy", "reference": 0.62, "pass_simple": 0.75, "pass_strong": 0.86},
-    "p1_model_b": {"problem": "P1", "role": "model B", "metric": "accuracy", "reference": 0.88, "pass_simple": 0.75, "pass_strong": 0.86},
-    "p2_model_a": {"problem": "P2", "role": "model A", "metric": "mIoU", "reference": 0.57, "pass_simple": 0.69, "pass_strong": 0.73},
-    "p2_model_b": {"problem": "P2", "role": "model B", "metric": "mIoU", "reference": 0.73, "pass_simple": 0.69, "pass_strong": 0.73},
+    "p1_model_a": {"problem": "P1", "role": "model A", "metric": "accuracy", "reference": 0.62, "pass_simple": 0.75,
+                   "pass_strong": 0.86},
+    "p1_model_b": {"problem": "P1", "role": "model B", "metric": "accuracy", "reference": 0.88, "pass_simple": 0.75,
+                   "pass_strong": 0.86},
+    "p2_model_a": {"problem": "P2", "role": "model A", "metric": "mIoU", "reference": 0.57, "pass_simple": 0.69,
+                   "pass_strong": 0.73},
+    "p2_model_b": {"problem": "P2", "role": "model B", "metric": "mIoU", "reference": 0.73, "pass_simple": 0.69,
+                   "pass_strong": 0.73},
 }
-
-
-class ReportError(RuntimeError):
-    """A notebook failed while building the report (the message names the notebook and the cell)."""
-
-
-# ----------------------------------------------------------------------------------------------------
-# reading the runs
 
 
 def load_experiments(out_root: str | Path) -> dict[str, Run]:
     """The current run of each of the four experiments in ``out_root`` (raises if one is missing)."""
-    return {name: load_current(out_root, name) for name in EXPERIMENT_NAMES}
+    return {name: load_current(out_root, name) for name in EXPERIMENTS}
 
 
 def data_source_of(run: Run) -> str:
-    """``"stand-in"`` when the run's training folder belongs to a generated stand-in, else ``"real"``."""
-    train_folder = Path(run.params.get("data_folders", {}).get("train", ""))
-    return "stand-in" if (train_folder.parent.parent / "standin.json").exists() else "real"
+    """``"stand-in"`` or ``"real"``: where the run's training data came from."""
+    return data_source(run.data_folders.get("train", Path("")))
 
 
 def data_statement(runs: dict[str, Run]) -> str:
     """One paragraph saying which data the numbers come from, and what that means for comparisons."""
     sources = {data_source_of(run) for run in runs.values()}
-    folders = sorted({str(Path(run.params["data_folders"]["train"]).parent.parent) for run in runs.values()})
+    folders = sorted({str(run.data_folders["train"].parent.parent) for run in runs.values()})
     if sources == {"real"}:
         return (f"**Data: the homework's real data** (`{'`, `'.join(folders)}`). The numbers below are validation "
                 "results on the course's validation sets and can be compared with the reference report and the pass marks.")
@@ -135,18 +123,6 @@ def environment_table(runs: dict[str, Run], timings: dict[str, float]) -> pd.Dat
     return pd.DataFrame({"value": rows})
 
 
-def git_commit() -> str:
-    """The repository's commit (with ``+changes`` when the work tree differs), or ``unknown``."""
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO_ROOT, capture_output=True,
-                                text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return commit + (" +changes" if dirty else "")
-
-
 def _duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
@@ -188,63 +164,119 @@ def curve_sentence(run: Run) -> str:
             f"of {len(history)}.")
 
 
+
+
 # ----------------------------------------------------------------------------------------------------
-# building the report
+# the report's paragraphs, one per question that states results
 
 
-def _execute(notebook: Path, output: Path, parameters: dict) -> None:
-    """Execute one notebook with papermill; a failure raises :class:`ReportError` naming notebook and cell."""
-    import papermill as pm
-
-    try:
-        pm.execute_notebook(str(notebook), str(output), parameters=parameters, cwd=str(NOTEBOOK_DIR),
-                            kernel_name="python3", progress_bar=False)
-    except pm.PapermillExecutionError as error:
-        raise ReportError(f"{notebook.name} failed in cell [{error.exec_count}] ({error.ename}: {error.evalue}). "
-                          f"The executed copy with the traceback is {output}; finished trainings are kept in their "
-                          "run folders and will be reused.") from None
+def departures_text(run: Run, profile: str) -> str:
+    """Where the run's recipe departs from the reference report's, as a Markdown list."""
+    name = run.folder.name
+    departures = FULL_DEPARTURES.get(name, []) if profile == "full" else [
+        f"the {profile} profile scales the full recipe down to run on the stand-in on a CPU (see its notebook)"]
+    return "Read from the run's resolved parameters. Departures from the reference recipe:\n\n" + "\n".join(
+        f"- {d}" for d in departures)
 
 
-def build_report(profile: str = "demo", data: str = "", out_dir: str | Path | None = None, device: str = "auto",
-                 seed: int = 0) -> dict[str, Path]:
-    """Run notebooks 01-05 and the report notebook, then export HTML and PDF.
+def vgg_like_text(run: Run, parameters: int) -> str:
+    """Question 1: what P1 model A is."""
+    kwargs = run.config["model_kwargs"]
+    return (f"Model A is a VGG-style network built from a configuration list: three blocks of two 3x3 convolution + "
+            f"batch norm + ReLU layers and a 2x2 max pool, with widths {kwargs.get('widths')}, then a two-layer MLP "
+            f"head (hidden width {kwargs.get('hidden')}) with dropout; {parameters:,} parameters. The diagram is "
+            "traced from the model object.")
 
-    Args:
-        profile: ``smoke``, ``demo`` or ``full``.
-        data: the real data root; ``""`` generates/uses the stand-in.
-        out_dir: where the report goes (default ``report/<profile>``).
-        device: ``auto``, ``cpu`` or ``cuda``.
-        seed: the notebooks' seed.
 
-    Returns:
-        paths of what was written: ``html``, ``pdf`` (absent when no PDF tool is installed), ``notebooks``.
-    """
-    from hw1lib.data import prepare_data_root
-    from hw1lib.engine import save_json
-    from hw1lib.export import PdfToolMissing, export_html, html_to_pdf
+def accuracy_text(a: Run, b: Run) -> str:
+    """Question 2: both validation accuracies and how training went."""
+    return (compare_sentence("Model A", a.best_value, "Model B", b.best_value, "accuracy")
+            + " Model A: " + curve_sentence(a) + " Model B: " + curve_sentence(b))
 
-    out = Path(out_dir) if out_dir else REPO_ROOT / "report" / profile
-    executed = out / "notebooks"
-    executed.mkdir(parents=True, exist_ok=True)
-    prepare_data_root(data, profile, seed)  # a bad data path fails here, before any training
-    parameters = {"data_root": str(data), "profile": profile, "device": device, "seed": seed, "out_dir": ""}
-    timings: dict[str, float] = {}
-    for name in TRAINING_NOTEBOOKS:
-        started = time.perf_counter()
-        print(f"[report] running {name}.ipynb ...", flush=True)
-        _execute(NOTEBOOK_DIR / f"{name}.ipynb", executed / f"{name}.ipynb", parameters)
-        timings[name] = time.perf_counter() - started
-        print(f"[report] {name}.ipynb done in {timings[name]:.0f} s", flush=True)
-    save_json(timings, out / "timings.json")
-    report_params = {"profile": profile, "out_dir": "", "timings_file": str(out / "timings.json")}
-    _execute(NOTEBOOK_DIR / f"{REPORT_NOTEBOOK}.ipynb", executed / f"{REPORT_NOTEBOOK}.ipynb", report_params)
-    written = {"html": export_html(executed / f"{REPORT_NOTEBOOK}.ipynb", out / "report.html", hide_code=True),
-               "notebooks": executed}
-    for name in (*TRAINING_NOTEBOOKS, REPORT_NOTEBOOK):
-        export_html(executed / f"{name}.ipynb", executed / f"{name}.html", hide_code=False)
-    try:
-        written["pdf"] = html_to_pdf(out / "report.html", out / "report.pdf")
-    except PdfToolMissing as missing:
-        print(f"[report] HTML only: {missing}")
-    print(f"[report] done: {', '.join(str(p) for p in written.values())}")
-    return written
+
+def model_b_text(b: Run, a: Run, parameters_b: int, parameters_a: int) -> str:
+    """Question 4: what P1 model B is and how it differs from model A."""
+    c = b.config
+    loss = "cross-entropy" if c["loss"] == "ce" else "focal loss"
+    return (f"Model B is `{c['model']}`, an EfficientNet with {parameters_b:,} parameters "
+            f"({parameters_b / parameters_a:.1f}x model A), initialised from **{b.metrics['weights_source']}** and "
+            "fine-tuned end to end. Unlike model A it does not learn its features from 50 x 32x32 images alone: it "
+            f"reuses ImageNet features, sees the images resized on the device to {c['model_kwargs'].get('input_size')} "
+            "px and normalised with the weights' statistics, and uses depthwise-separable MBConv blocks with global "
+            "average pooling instead of plain convolutions and a large MLP. Training: AdamW lr "
+            f"{c['lr']:g}, weight decay {c['weight_decay']:g}, {c['epochs']} epochs, {loss} with label smoothing "
+            f"{c['label_smoothing']:g}. " + compare_sentence("Model A", a.best_value, "Model B", b.best_value, "accuracy"))
+
+
+def pca_text(embeddings: dict, knn: float, run: Run) -> str:
+    """Question 5: the PCA picture in words, with the 5-NN accuracy of the labels in the plane."""
+    structure = ("a linear 2-D view keeps most of the class structure." if knn >= 0.5 * run.best_value else
+                 "a linear 2-D view loses most of the class structure, which lives in more than two directions; "
+                 "classes appear as overlapping clouds ordered along the main directions of variance.")
+    return (f"The second-last layer (the MLP's hidden activations) of the best checkpoint (epoch "
+            f"{embeddings['pca_epoch']}), projected on its first two principal components, which explain "
+            f"{embeddings['pca_explained'].sum():.0%} of its variance. The 5-nearest-neighbour accuracy of the labels "
+            f"in this plane is {knn:.3f} (chance 0.02), against {run.best_value:.3f} for the classifier itself: "
+            + structure)
+
+
+def tsne_text(knn: dict[int, float]) -> str:
+    """Question 6: how the t-SNE clusters changed over the epochs, from the 5-NN accuracy in each plane."""
+    epochs = sorted(knn)
+    trend = (": the classes form tighter, better separated clusters as training proceeds."
+             if knn[epochs[-1]] > knn[epochs[0]] else ": the clusters did not become better separated.")
+    return ("t-SNE (scikit-learn, after PCA to 50 dimensions) of the second-last layer at epochs "
+            + ", ".join(str(e) for e in epochs) + ". The 5-nearest-neighbour accuracy of the labels in the t-SNE plane "
+            "goes " + " -> ".join(f"{knn[e]:.3f} (epoch {e})" for e in epochs) + trend)
+
+
+def fcn_text(run: Run, parameters: int) -> str:
+    """Question 7: what FCN32s is, and which VGG16 this run used."""
+    text = ("FCN32s: the 13 convolutions and 5 max pools of VGG16 (stride 32), VGG16's fully connected fc6/fc7 recast "
+            "as 7x7 and 1x1 convolutions, a 1x1 score layer to 7 classes and a single x32 bilinear upsampling back to "
+            f"the input size; {parameters:,} parameters. Weights: {run.metrics['weights_source']}.")
+    if run.config["model_kwargs"].get("batch_norm", False):
+        text += (" This run uses VGG16 with batch norm after every convolution: from a random initialisation the "
+                 "plain VGG16 stays at the majority class within a CPU budget (the full profile uses the plain, "
+                 "ImageNet-pretrained VGG16 of the FCN paper).")
+    return text
+
+
+def deeplab_text(run: Run, parameters: int, fcn_parameters: int) -> str:
+    """Question 8: what DeepLabV3 is and how it differs from FCN32s."""
+    return ("DeepLabV3 with a ResNet50 backbone: residual blocks with batch norm instead of VGG's plain convolutions; "
+            "the last two stages use dilated convolutions so the features keep 1/8 of the input resolution (FCN32s: "
+            "1/32), and an atrous spatial pyramid pooling head (rates 12, 24, 36 and image pooling) mixes context at "
+            "several scales before the bilinear upsampling; an auxiliary FCN head on stage 3 adds a second loss "
+            f"(weight {run.config['aux_weight']:g}) during training. {parameters:,} parameters "
+            f"({parameters / fcn_parameters:.2f}x FCN32s). Weights: {run.metrics['weights_source']}.")
+
+
+def miou_text(a: Run, b: Run) -> str:
+    """Question 9: both mIoUs and how training went."""
+    return (compare_sentence("FCN32s", a.best_value, "DeepLabV3", b.best_value, "mIoU")
+            + " FCN32s: " + curve_sentence(a) + " DeepLabV3: " + curve_sentence(b))
+
+
+def masks_text(run: Run, epochs: list[int], labels: dict[int, str]) -> str:
+    """Question 10: which epochs the mask grid shows, with the validation mIoU at each."""
+    miou_at = run.history.set_index("epoch")["val_miou"]
+    return "Input, ground truth and model B's prediction at " + ", ".join(
+        f"{labels[e]} (validation mIoU {miou_at[e]:.4f})" for e in epochs) + "."
+
+
+def comparison_table(runs: dict[str, Run]) -> pd.DataFrame:
+    """Models side by side: weights, parameters, input size, epochs, training time, best validation score."""
+    rows = {}
+    for name, run in runs.items():
+        rows[name] = {"model": run.config["model"], "weights": run.metrics["weights_source"],
+                      "parameters": count_parameters(run.build_model()),
+                      "input size": run.config["model_kwargs"].get("input_size", 32),
+                      "epochs": run.metrics["final_epoch"], "train seconds": round(run.metrics["train_seconds"]),
+                      f"val {run.metric}": round(run.best_value, 4)}
+    return pd.DataFrame(rows).T
+
+
+def config_table(config) -> pd.DataFrame:
+    """A ``TrainConfig`` as a one-column table (the notebooks show the recipe they train)."""
+    return pd.Series(config.to_dict(), dtype=object).to_frame("value")

@@ -1,12 +1,27 @@
-"""Read finished run folders back: parameters, history, metrics, snapshots, kept masks, embeddings.
+"""The run folder: its one owner. Naming, the "latest" pointer, every file written in it and read from it.
 
-The notebooks and the report draw every figure and state every number from these files, never from
-notebook globals; this module is the one place that knows the run folder's layout (written by
-:mod:`hw1lib.engine`).
+A run folder is ``<out_root>/<experiment>-<hash>``, the hash taken over everything that decides the
+result (configuration, data fingerprints, resolved precision), so a finished run with identical
+parameters is reused and a changed parameter trains into a new folder. Its files:
+
+    params.json          the parameters (hashed) plus data folders, environment, world size (not hashed)
+    history.csv          one row per finished epoch (rewritten after every epoch)
+    metrics.json         written once at the end: best/final metrics, wall time, stop reason
+    last.pt              full training state after the last finished epoch (the resume point)
+    best.pt              model weights of the best epoch by the validation metric
+    epoch_NNN.pt         model weights at chosen epochs, plus the first and the final one
+    masks/reference.npz  inputs and ground truth of the kept validation ids (segmentation)
+    masks/epoch_NNN.npz  their predicted class maps at every epoch
+    embeddings.npz       PCA / t-SNE projections cached by the report (classification)
+
+and ``<out_root>/<experiment>.latest.json`` points at the run the last ``fit`` of that experiment
+trained or reused. No other module spells these names: the engine writes through :class:`RunFolder`,
+the notebooks, the report and the grader read through :class:`Run` and :func:`latest_checkpoint`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,18 +30,171 @@ import numpy as np
 import pandas as pd
 import torch
 
-from hw1lib.engine import current_run, load_model, save_npz
+from hw1lib.checkpoints import CheckpointError, read_checkpoint
+from hw1lib.io import atomic_write, remove_stale_temps, save_json, save_npz, save_torch
 from hw1lib.paths import runs_dir
+
+PARAMS, HISTORY, METRICS, LAST, BEST = "params.json", "history.csv", "metrics.json", "last.pt", "best.pt"
+MASKS, EMBEDDINGS = "masks", "embeddings.npz"
+
+
+def params_hash(params: dict) -> str:
+    """A short, stable hash of a JSON-able parameter dict."""
+    return hashlib.sha1(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def default_out_root(out_dir: str | Path, profile: str) -> Path:
+    """The folder of run folders: ``out_dir`` when given, else ``runs/<profile>`` (or ``$HW1_RUNS/<profile>``)."""
+    return Path(out_dir).expanduser() if str(out_dir).strip() else runs_dir() / profile
+
+
+def _epoch_of(path: Path) -> int:
+    return int(path.name.split("_")[1].split(".")[0])
+
+
+class RunFolder:
+    """The paths of one run folder and the writers the engine uses (every write is atomic)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    @classmethod
+    def for_params(cls, out_root: str | Path, name: str, params: dict) -> RunFolder:
+        """The run folder of experiment ``name`` with these (hashed) parameters."""
+        return cls(Path(out_root) / f"{name}-{params_hash(params)}")
+
+    @property
+    def name(self) -> str:
+        """The experiment name (the folder name without its hash)."""
+        return self.path.name.rsplit("-", 1)[0]
+
+    # paths
+    def file(self, which: str) -> Path:
+        """``params``, ``history``, ``metrics``, ``last``, ``best`` or ``embeddings``."""
+        names = {"params": PARAMS, "history": HISTORY, "metrics": METRICS, "last": LAST, "best": BEST,
+                 "embeddings": EMBEDDINGS}
+        return self.path / names[which]
+
+    def snapshot(self, epoch: int) -> Path:
+        """The weights saved at ``epoch``."""
+        return self.path / f"epoch_{epoch:03d}.pt"
+
+    def masks(self, epoch: int | None = None) -> Path:
+        """The kept masks of ``epoch``, or the reference (inputs and ground truth) when ``epoch`` is None."""
+        return self.path / MASKS / ("reference.npz" if epoch is None else f"epoch_{epoch:03d}.npz")
+
+    def is_finished(self) -> bool:
+        return self.file("metrics").exists()
+
+    def snapshot_epochs(self) -> list[int]:
+        """Epochs with saved weights, ascending."""
+        return sorted(_epoch_of(p) for p in self.path.glob("epoch_*.pt"))
+
+    def mask_epochs(self) -> list[int]:
+        """Epochs with kept validation masks, ascending."""
+        return sorted(_epoch_of(p) for p in (self.path / MASKS).glob("epoch_*.npz"))
+
+    # writing
+    def start(self, record: dict) -> list[Path]:
+        """Create the folder, clear temporary files a killed writer left, write ``params.json``; return the cleared."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        removed = remove_stale_temps(self.path)
+        save_json(record, self.file("params"))
+        return removed
+
+    def write_history(self, rows: list[dict]) -> None:
+        atomic_write(self.file("history"), lambda handle: pd.DataFrame(rows).to_csv(handle, index=False))
+
+    def read_metrics(self) -> dict:
+        return json.loads(self.file("metrics").read_text())
+
+    def write_metrics(self, metrics: dict) -> None:
+        save_json(metrics, self.file("metrics"))
+
+    def save_weights(self, weights: dict, which: str | int) -> Path:
+        """Save ``{"model", "meta", "epoch"}`` as ``best.pt`` (``which="best"``) or ``epoch_NNN.pt`` (an epoch)."""
+        path = self.file("best") if which == "best" else self.snapshot(int(which))
+        return save_torch(weights, path)
+
+    def save_last(self, state: dict) -> None:
+        save_torch(state, self.file("last"))
+
+    def save_masks(self, arrays: dict[str, np.ndarray], epoch: int | None = None) -> None:
+        save_npz(arrays, self.masks(epoch))
+
+    def read_last(self) -> tuple[dict | None, str]:
+        """The resume state: ``(state, note)``, where ``note`` says what was done when ``last.pt`` was unreadable.
+
+        An unreadable ``last.pt`` (a copy cut short, a crash on a full disk) is not fatal: the run starts over
+        from epoch 1, because only ``last.pt`` holds the optimizer and scheduler states that an exact resume
+        needs (an ``epoch_NNN.pt`` holds weights only); the bad file is moved aside as ``last.pt.unreadable``
+        and the note names it and the choice.
+        """
+        last = self.file("last")
+        if not last.exists():
+            return None, ""
+        try:
+            return read_checkpoint(last), ""
+        except CheckpointError as error:
+            aside = last.with_name(LAST + ".unreadable")
+            last.replace(aside)
+            return None, f"{error}; moved it to {aside.name} and started this run over from epoch 1"
+
+
+def set_latest(out_root: str | Path, name: str, folder: RunFolder) -> None:
+    """Point ``<out_root>/<name>.latest.json`` at ``folder``."""
+    save_json({"run_dir": folder.path.name}, Path(out_root) / f"{name}.latest.json")
+
+
+def current_run(out_root: str | Path, name: str) -> Path:
+    """The run folder that the last ``fit`` of ``name`` in ``out_root`` trained or reused.
+
+    Raises:
+        FileNotFoundError: no such run yet, or it did not finish (names the file that was looked for).
+    """
+    pointer = Path(out_root) / f"{name}.latest.json"
+    if not pointer.exists():
+        raise FileNotFoundError(f"no finished run of {name} in {out_root} (expected {pointer}); run its notebook first")
+    folder = RunFolder(Path(out_root) / json.loads(pointer.read_text())["run_dir"])
+    if not folder.is_finished():
+        raise FileNotFoundError(f"{folder.file('metrics')} is missing: the training did not finish; run its notebook again")
+    return folder.path
+
+
+def latest_checkpoint(task: str, root: Path | None = None) -> Path:
+    """``best.pt`` of the most recently finished run of ``task`` under ``root`` (default: the runs folder).
+
+    Raises:
+        FileNotFoundError: no finished run of that task (says where it looked and what to do).
+    """
+    root = Path(root) if root is not None else runs_dir()
+    finished = []
+    for metrics_file in root.rglob(METRICS):
+        try:
+            metrics = json.loads(metrics_file.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        best = metrics_file.parent / BEST
+        if metrics.get("task") == task and best.exists():
+            finished.append((metrics_file.stat().st_mtime, str(best)))
+    if not finished:
+        raise FileNotFoundError(f"no finished {task} run with a {BEST} under {root}; train one first "
+                                "(the notebooks or `make report`) or pass --checkpoint PATH")
+    return Path(max(finished)[1])
 
 
 @dataclass
 class Run:
-    """A finished run folder, loaded."""
+    """A finished run folder, loaded: what the notebooks and the report read."""
 
-    run_dir: Path
+    folder: RunFolder
     params: dict
     metrics: dict
     history: pd.DataFrame
+
+    @property
+    def run_dir(self) -> Path:
+        return self.folder.path
 
     @property
     def config(self) -> dict:
@@ -41,28 +209,74 @@ class Run:
     def best_value(self) -> float:
         return self.metrics[f"best_val_{self.metric}"]
 
+    @property
+    def data_folders(self) -> dict[str, Path]:
+        """``{"train": folder, "val": folder}`` the run was trained and validated on."""
+        return {k: Path(v) for k, v in self.params.get("data_folders", {}).items()}
+
     def snapshot_epochs(self) -> list[int]:
-        """Epochs with saved weights (``epoch_NNN.pt``), ascending."""
-        return sorted(int(p.stem.split("_")[1]) for p in self.run_dir.glob("epoch_*.pt"))
+        return self.folder.snapshot_epochs()
 
     def mask_epochs(self) -> list[int]:
-        """Epochs with kept validation masks, ascending."""
-        return sorted(int(p.stem.split("_")[1]) for p in (self.run_dir / "masks").glob("epoch_*.npz"))
+        return self.folder.mask_epochs()
 
+    def checkpoint(self, epoch: int | None = None) -> Path:
+        """``best.pt`` (``epoch=None``) or the snapshot of ``epoch``."""
+        return self.folder.file("best") if epoch is None else self.folder.snapshot(epoch)
 
-def default_out_root(out_dir: str, profile: str) -> Path:
-    """The folder of run folders: ``out_dir`` when given, else ``runs/<profile>``."""
-    return Path(out_dir).expanduser() if str(out_dir).strip() else runs_dir() / profile
+    def build_model(self) -> torch.nn.Module:
+        """The run's network with fresh (not trained) weights, e.g. to draw its architecture."""
+        from hw1lib.models import build_model
+
+        return build_model(self.config["model"], num_classes=self.config["num_classes"], **self.config["model_kwargs"])
+
+    def load_model(self, epoch: int | None = None, device: str | torch.device = "cpu") -> torch.nn.Module:
+        """The trained network of the best epoch (``None``) or of a snapshot epoch."""
+        from hw1lib.checkpoints import load_model
+
+        return load_model(self.checkpoint(epoch), device)[0]
+
+    def mask_side(self) -> int:
+        """Side of the kept validation masks (the validation images' size)."""
+        with np.load(self.folder.masks()) as reference:
+            return int(next(reference[k] for k in reference.files if k.startswith("truth_")).shape[0])
+
+    def kept_masks(self, epochs: list[int]) -> tuple[dict, dict, dict]:
+        """Inputs, ground truths and predicted masks (per epoch) of the validation ids the run kept.
+
+        Returns:
+            ``(images, truths, predictions)``: ``images[id]`` (H, W, 3) uint8, ``truths[id]`` (H, W) class map,
+            ``predictions[epoch][id]`` (H, W) class map.
+        """
+        with np.load(self.folder.masks()) as reference:
+            images = {k.removeprefix("image_"): reference[k] for k in reference.files if k.startswith("image_")}
+            truths = {k.removeprefix("truth_"): reference[k] for k in reference.files if k.startswith("truth_")}
+        predictions = {}
+        for epoch in epochs:
+            with np.load(self.folder.masks(epoch)) as kept:
+                predictions[epoch] = {k: kept[k] for k in kept.files}
+        return images, truths, predictions
+
+    def cached_arrays(self, tag: str) -> dict[str, np.ndarray] | None:
+        """The arrays of ``embeddings.npz`` when it was written with the same ``tag``, else None."""
+        path = self.folder.file("embeddings")
+        if not path.exists():
+            return None
+        with np.load(path) as cached:
+            return dict(cached) if str(cached["tag"]) == tag else None
+
+    def cache_arrays(self, tag: str, arrays: dict[str, np.ndarray]) -> None:
+        save_npz({"tag": np.array(tag), **arrays}, self.folder.file("embeddings"))
 
 
 def load_run(run_dir: str | Path) -> Run:
     """Load a finished run folder (raises ``FileNotFoundError`` naming a missing file)."""
-    run_dir = Path(run_dir)
-    for name in ("params.json", "metrics.json", "history.csv"):
-        if not (run_dir / name).exists():
-            raise FileNotFoundError(f"{run_dir / name} is missing: the run did not finish")
-    return Run(run_dir=run_dir, params=json.loads((run_dir / "params.json").read_text()),
-               metrics=json.loads((run_dir / "metrics.json").read_text()), history=pd.read_csv(run_dir / "history.csv"))
+    folder = RunFolder(run_dir)
+    for which in ("params", "metrics", "history"):
+        if not folder.file(which).exists():
+            raise FileNotFoundError(f"{folder.file(which)} is missing: the run did not finish")
+    return Run(folder=folder, params=json.loads(folder.file("params").read_text()),
+               metrics=json.loads(folder.file("metrics").read_text()), history=pd.read_csv(folder.file("history")))
 
 
 def load_current(out_root: str | Path, name: str) -> Run:
@@ -86,57 +300,6 @@ def stage_labels(epochs: list[int]) -> dict[int, str]:
     """``{epoch: "epoch 3 (middle)"}`` for the epochs of :func:`early_middle_final`."""
     stages = ["early", "middle", "final"] if len(epochs) == 3 else ["early", "final"][-len(epochs):]
     return {e: f"epoch {e} ({stage})" for e, stage in zip(epochs, stages)}
-
-
-def kept_masks(run: Run, epochs: list[int]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[int, dict[str, np.ndarray]]]:
-    """Inputs, ground truths and predicted masks (per epoch) of the validation ids a run kept.
-
-    Returns:
-        ``(images, truths, predictions)``: ``images[id]`` (H, W, 3) uint8, ``truths[id]`` (H, W) class map,
-        ``predictions[epoch][id]`` (H, W) class map.
-    """
-    with np.load(run.run_dir / "masks" / "reference.npz") as reference:
-        images = {k.removeprefix("image_"): reference[k] for k in reference.files if k.startswith("image_")}
-        truths = {k.removeprefix("truth_"): reference[k] for k in reference.files if k.startswith("truth_")}
-    predictions = {}
-    for epoch in epochs:
-        with np.load(run.run_dir / "masks" / f"epoch_{epoch:03d}.npz") as kept:
-            predictions[epoch] = {k: kept[k] for k in kept.files}
-    return images, truths, predictions
-
-
-def representations(run: Run, val, epochs: list[int], device: str = "cpu", seed: int = 0) -> dict:
-    """PCA of the best model's pre-logits and t-SNE at ``epochs`` on the validation set, cached in the run.
-
-    The result is stored in ``embeddings.npz`` in the run folder keyed by the epochs, the seed and the
-    validation data fingerprint, so the report and re-runs of notebook 03 reuse it.
-
-    Returns:
-        ``{"labels": (N,), "pca": (N, 2), "pca_explained": (2,), "tsne": {epoch: (N, 2)}, "pca_epoch": int}``.
-    """
-    from hw1lib.features import extract_features, project_pca, project_tsne
-
-    path = run.run_dir / "embeddings.npz"
-    tag = json.dumps({"epochs": epochs, "seed": seed, "val": val.key})
-    if path.exists():
-        with np.load(path) as cached:
-            if str(cached["tag"]) == tag:
-                return _unpack_embeddings(dict(cached), epochs)
-    best_model, _ = load_model(run.run_dir / "best.pt", device)
-    features = extract_features(best_model, val.images, device=device)
-    pca, explained = project_pca(features, seed=seed, return_explained=True)
-    arrays = {"tag": np.array(tag), "labels": val.labels.numpy(), "pca": pca, "pca_explained": explained,
-              "pca_epoch": np.array(run.metrics["best_epoch"])}
-    for epoch in epochs:
-        model, _ = load_model(run.run_dir / f"epoch_{epoch:03d}.pt", device)
-        arrays[f"tsne_{epoch}"] = project_tsne(extract_features(model, val.images, device=device), seed=seed)
-    save_npz(arrays, path)
-    return _unpack_embeddings(arrays, epochs)
-
-
-def _unpack_embeddings(arrays: dict, epochs: list[int]) -> dict:
-    return {"labels": arrays["labels"], "pca": arrays["pca"], "pca_explained": arrays["pca_explained"],
-            "pca_epoch": int(arrays["pca_epoch"]), "tsne": {e: arrays[f"tsne_{e}"] for e in epochs}}
 
 
 def count_parameters(model: torch.nn.Module) -> int:

@@ -21,7 +21,7 @@ class ClassificationTask:
     metric = "acc"
 
     def __init__(self, loss: str = "ce", focal_gamma: float = 2.0, label_smoothing: float = 0.0,
-                 class_weights: list[float] | None = None, augment: dict | None = None, **_: object) -> None:
+                 class_weights: list[float] | None = None, augment: dict | None = None) -> None:
         self.criterion = build_loss(loss, focal_gamma, class_weights, label_smoothing)
         self.augment_args = dict(augment or {})
 
@@ -49,8 +49,7 @@ class SegmentationTask:
     metric = "miou"
 
     def __init__(self, loss: str = "ce", focal_gamma: float = 2.0, label_smoothing: float = 0.0,
-                 class_weights: list[float] | None = None, aux_weight: float = 0.4, augment: dict | None = None,
-                 **_: object) -> None:
+                 class_weights: list[float] | None = None, aux_weight: float = 0.4, augment: dict | None = None) -> None:
         self.criterion = SegmentationCriterion(build_loss(loss, focal_gamma, class_weights, label_smoothing), aux_weight)
         self.augment_args = dict(augment or {})
 
@@ -76,8 +75,12 @@ class SegmentationTask:
 TASKS = {"classification": ClassificationTask, "segmentation": SegmentationTask}
 
 
-def build_task(name: str, **kwargs: object):
-    """The task object chosen by name; unknown names raise an error listing the valid ones."""
-    if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}; valid: {sorted(TASKS)}")
-    return TASKS[name](**kwargs)
+def build_task(config):
+    """The task object of a ``TrainConfig``, given only the fields it uses; an unknown task lists the valid ones."""
+    if config.task not in TASKS:
+        raise ValueError(f"unknown task {config.task!r}; valid: {sorted(TASKS)}")
+    fields = {"loss": config.loss, "focal_gamma": config.focal_gamma, "label_smoothing": config.label_smoothing,
+              "class_weights": config.class_weights, "augment": config.augment}
+    if config.task == "segmentation":
+        fields["aux_weight"] = config.aux_weight
+    return TASKS[config.task](**fields)

@@ -149,7 +149,7 @@ def test_official_mask_decoding_with_noisy_values_near_128_and_red():
     edge = np.where(PALETTE >= 128, 128, 127).astype(np.uint8)
     assert decode_mask(edge[None]).tolist() == [[0, 1, 2, 3, 4, 5, 6]]
     red = np.array([[[255, 0, 0], [200, 100, 30]]], dtype=np.uint8)
-    assert decode_mask(red).tolist() == [[6, 6]]  # code 4 (red) -> unknown, as documented
+    assert decode_mask(red).tolist() == [[0, 0]]  # code 4 (red) -> urban, as the official reader runs
 
 
 def test_palette_round_trip_is_exact():

@@ -10,7 +10,10 @@ import pytest
 import torch
 
 import hw1lib.engine as engine
-from hw1lib.engine import TrainConfig, fit, load_model
+import hw1lib.precision as precision
+from hw1lib.checkpoints import load_model
+from hw1lib.config import TrainConfig
+from hw1lib.engine import fit
 
 
 def tiny_classification(n=60, classes=5, seed=0, key="k"):
@@ -132,7 +135,7 @@ def test_precision_is_recorded_and_names_the_run(tmp_path):
     train, val = tiny_classification(), tiny_classification(seed=1, key="v")
     fp32 = fit(config(epochs=1), train, val, tmp_path, "p1_test", device="cpu", progress=False)
     bf16 = fit(config(epochs=1, cpu_bf16=True), train, val, tmp_path, "p1_test", device="cpu", progress=False)
-    expected = "bf16" if engine.native_cpu_bf16() else "fp32"  # only a CPU with AMX trains in bf16
+    expected = "bf16" if precision.native_cpu_bf16() else "fp32"  # only a CPU with AMX trains in bf16
     assert json.loads((tmp_path / fp32["run_dir"].split("/")[-1] / "params.json").read_text())["precision"] == "fp32"
     assert json.loads((tmp_path / bf16["run_dir"].split("/")[-1] / "params.json").read_text())["precision"] == expected
     assert fp32["run_dir"] != bf16["run_dir"]
@@ -153,7 +156,7 @@ def test_checkpoint_reloads_and_refuses_the_wrong_task(tmp_path):
     with pytest.raises(ValueError, match="classification checkpoint"):
         load_model(f"{result['run_dir']}/best.pt", task="segmentation")
     (tmp_path / "junk.pt").write_bytes(b"junk")
-    with pytest.raises(ValueError, match="junk.pt is not an hw1lib checkpoint"):
+    with pytest.raises(ValueError, match="junk.pt is not a readable checkpoint"):
         load_model(tmp_path / "junk.pt")
 
 
@@ -174,7 +177,7 @@ def test_segmentation_run_keeps_masks_of_chosen_ids_every_epoch(tmp_path):
     assert {"val_miou", "train_miou", "val_iou_0", "val_iou_5"} <= set(history.columns)
 
 
-@pytest.mark.skipif(not engine.native_cpu_bf16(), reason="without AMX the CPU trains in fp32: nothing to refuse")
+@pytest.mark.skipif(not precision.native_cpu_bf16(), reason="without AMX the CPU trains in fp32: nothing to refuse")
 def test_cpu_bf16_refuses_a_model_known_to_crash_under_it(tmp_path):
     seg = SimpleNamespace(images=torch.zeros(4, 3, 32, 32, dtype=torch.uint8),
                           masks=torch.zeros(4, 32, 32, dtype=torch.uint8), key="s", ids=["0", "1", "2", "3"])

@@ -16,7 +16,8 @@ import nbformat
 import pytest
 
 from hw1lib.data.standin import generate_standin
-from hw1lib.report import EXPERIMENT_NAMES, ReportError, _execute, build_report
+from hw1lib.build import ReportError, _execute, build_report
+from hw1lib.config import EXPERIMENTS as EXPERIMENT_NAMES
 from hw1lib.runs import load_current
 
 QUESTIONS = [

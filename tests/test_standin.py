@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -142,6 +144,20 @@ def test_never_replaces_a_folder_that_is_not_a_standin(tmp_path):
         with pytest.raises(FileExistsError, match="not a generated stand-in"):
             generate_standin(real, "smoke", overwrite=overwrite)
     assert (real / "p1_data" / "precious.png").read_bytes() == b"real data"
+
+
+def test_generated_folder_and_files_follow_the_umask(tmp_path):
+    """The root is renamed from a private temporary folder; it must end up like one made by ``mkdir``."""
+    old = os.umask(0o022)
+    try:
+        root = tmp_path / "shared"
+        generate_standin(root, "smoke", seed=0, p2_image_size=16)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(root.stat().st_mode) == 0o755
+    assert stat.S_IMODE((root / "p1_data" / "train_50").stat().st_mode) == 0o755
+    assert stat.S_IMODE((root / "p1_data" / "train_50" / "0_0.png").stat().st_mode) == 0o644
+    assert stat.S_IMODE((root / MANIFEST_NAME).stat().st_mode) == 0o644
 
 
 def test_unknown_size_lists_the_valid_ones(tmp_path):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import stat
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -27,6 +30,16 @@ def test_save_figure_writes_png_and_no_temp_file(tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [p.name for p in path.parent.iterdir()] == ["curve.png"]
     assert viz.save_figure(_tiny_figure(), "curve.png", folder=tmp_path / "figs") == path
+
+
+@pytest.mark.skipif(os.name != "posix", reason="file modes and umask are POSIX")
+def test_save_figure_honours_umask_like_open(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        path = viz.save_figure(_tiny_figure(), "shared", folder=tmp_path)
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644  # group and others can read it, as with open(path, "wb")
 
 
 def test_save_figure_defaults_to_figures_dir(tmp_path, monkeypatch):

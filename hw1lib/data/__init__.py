@@ -38,9 +38,14 @@ def prepare_data_root(data_root: str | Path = "", profile: str = "demo", seed: i
     return find_data_root(out)
 
 
-def data_source(root: DataRoot) -> str:
-    """``"stand-in"`` when the root is a generated stand-in (it carries a manifest), else ``"real"``."""
-    return "stand-in" if (root.root / "standin.json").exists() else "real"
+def data_source(where: DataRoot | str | Path) -> str:
+    """``"stand-in"`` when a data root, or a problem's split folder under it, belongs to a generated stand-in
+    (its root carries the generator's manifest), else ``"real"``."""
+    from hw1lib.data.standin import MANIFEST_NAME
+
+    folder = Path(where.root if isinstance(where, DataRoot) else where)
+    candidates = [folder, *list(folder.parents)[:2]]  # the root itself, or <root>/p1_data/train_50
+    return "stand-in" if any((c / MANIFEST_NAME).exists() for c in candidates) else "real"
 
 
 def _require(folder: Path | None, what: str, root: DataRoot) -> Path:

@@ -17,14 +17,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 
 from hw1lib.data.cache import cached_arrays, files_key
+from hw1lib.data.images import list_images, read_rgb
 from hw1lib.paths import cache_dir
 
 NUM_CLASSES = 50
 IMAGE_SIZE = 32
-_LABELLED = re.compile(r"^(\d+)_(\d+)\.png$")
+_LABELLED = re.compile(r"^(\d+)_(\d+)\.png$", re.IGNORECASE)
 
 
 @dataclass
@@ -63,29 +63,8 @@ def parse_label(name: str, num_classes: int = NUM_CLASSES) -> int:
 
 
 def list_pngs(folder: Path) -> list[Path]:
-    """All ``*.png`` files in ``folder``, sorted by name; a clear error if there are none."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"image folder {folder} does not exist")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".png" and p.is_file())
-    if not files:
-        raise FileNotFoundError(f"no *.png images in {folder}")
-    return files
-
-
-def read_rgb(path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
-    """Decode one image to (H, W, 3) uint8; errors name the file and what was expected."""
-    try:
-        with Image.open(path) as image:
-            image.load()
-            if image.mode not in ("RGB", "RGBA", "L", "P"):
-                raise ValueError(f"{path}: unsupported image mode {image.mode}; expected RGB")
-            array = np.array(image.convert("RGB"))  # a writable copy: torch refuses read-only buffers
-    except (UnidentifiedImageError, OSError) as error:
-        raise ValueError(f"{path}: cannot be read as an image ({error})") from error
-    if size is not None and array.shape[:2] != size:
-        raise ValueError(f"{path}: image is {array.shape[1]}x{array.shape[0]}, expected {size[1]}x{size[0]}")
-    return array
+    """All ``*.png`` files in ``folder`` (any case), sorted by name; a clear error if there are none."""
+    return list_images(folder, (".png",))
 
 
 def _decode_all(files: list[Path]) -> np.ndarray:

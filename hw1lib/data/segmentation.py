@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from hw1lib.data.cache import cached_arrays, files_key
-from hw1lib.data.classification import read_rgb
+from hw1lib.data.images import read_rgb
 from hw1lib.data.palette import decode_mask
 from hw1lib.paths import cache_dir
 
@@ -59,10 +59,11 @@ def scan_pairs(folder: Path) -> tuple[list[str], list[Path], list[Path] | None]:
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"image folder {folder} does not exist")
-    names = {p.name for p in folder.iterdir() if p.is_file()}
-    sats = sorted(n[: -len("_sat.jpg")] for n in names if n.endswith("_sat.jpg"))
-    masks = sorted(n[: -len("_mask.png")] for n in names if n.endswith("_mask.png"))
+        raise FileNotFoundError(f"image folder {folder} does not exist" if not folder.exists()
+                                else f"{folder} is not a folder; expected a folder of *.jpg images")
+    files = {p.name.lower(): p for p in folder.iterdir() if p.is_file()}  # extensions in any case
+    sats = sorted(n[: -len("_sat.jpg")] for n in files if n.endswith("_sat.jpg"))
+    masks = sorted(n[: -len("_mask.png")] for n in files if n.endswith("_mask.png"))
     if sats:
         missing_mask = sorted(set(sats) - set(masks))
         missing_image = sorted(set(masks) - set(sats))
@@ -70,11 +71,12 @@ def scan_pairs(folder: Path) -> tuple[list[str], list[Path], list[Path] | None]:
             parts = [f"id {i}: {i}_sat.jpg has no {i}_mask.png" for i in missing_mask[:5]]
             parts += [f"id {i}: {i}_mask.png has no {i}_sat.jpg" for i in missing_image[:5]]
             raise ValueError(f"unpaired files in {folder}: " + "; ".join(parts))
-        return sats, [folder / f"{i}_sat.jpg" for i in sats], [folder / f"{i}_mask.png" for i in sats]
-    plain = sorted(n for n in names if n.lower().endswith(".jpg"))
+        return ([files[f"{i}_sat.jpg"].name[: -len("_sat.jpg")] for i in sats], [files[f"{i}_sat.jpg"] for i in sats],
+                [files[f"{i}_mask.png"] for i in sats])
+    plain = sorted((files[n] for n in files if n.endswith((".jpg", ".jpeg"))), key=lambda p: p.name)
     if not plain:
         raise FileNotFoundError(f"no *.jpg images (or {{id}}_sat.jpg/{{id}}_mask.png pairs) in {folder}")
-    return [Path(n).stem for n in plain], [folder / n for n in plain], None
+    return [p.stem for p in plain], plain, None
 
 
 def _decode_all(images: list[Path], masks: list[Path] | None) -> dict[str, np.ndarray]:

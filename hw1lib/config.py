@@ -1,26 +1,73 @@
-"""Training recipes per experiment and profile: ``smoke`` (tests, seconds), ``demo`` (stand-in data on a
-CPU, minutes) and ``full`` (the real data on a GPU).
+"""What decides a training run: ``TrainConfig``, and the recipe of each experiment under each profile.
 
-``full`` starts from the reference report's recipe for P1 model A (50 epochs, batch 250, lr 5e-4, weight
-decay 1e-5, cosine annealing, early stopping with patience 3, focal loss) and departs from it only where
-the peer evidence in ``HW1_SPEC.md`` says it pays; every departure is listed in ``FULL_DEPARTURES`` and
-shown in the notebooks and the report. ``demo`` keeps the same structure at a size a 2-core laptop trains
-in minutes; its numbers are about the stand-in data and are not comparable with real-data numbers.
+Profiles: ``smoke`` (tests, seconds), ``demo`` (the stand-in on a CPU, minutes) and ``full`` (the real
+data on a GPU). ``full`` starts from the reference report's recipe for P1 model A (50 epochs, batch 250,
+lr 5e-4, weight decay 1e-5, cosine annealing, early stopping with patience 3, focal loss) and departs from
+it only where peers' reported results on the same data say it pays; every departure is listed in
+``FULL_DEPARTURES`` and shown in the notebooks and the report. ``demo`` keeps the same structure at a size a
+2-core laptop trains in minutes; its numbers are about the stand-in data, not comparable with real-data ones.
+
+Every field of ``TrainConfig`` is part of the run folder's name (see :mod:`hw1lib.runs`). A field added
+later goes into ``ADDED_LATER`` with its default: ``to_dict`` leaves it out while it has that default, so
+the runs trained before it keep their names and are reused.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass, field
 
-from hw1lib.engine import TrainConfig
+from hw1lib.data.classification import NUM_CLASSES as P1_NUM_CLASSES
+from hw1lib.data.palette import NUM_CLASSES as P2_NUM_CLASSES
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a training run's result (and so its run folder's name)."""
+
+    task: str  # "classification" or "segmentation"
+    model: str  # a name from hw1lib.models.list_models()
+    num_classes: int
+    pretrained: bool = False
+    model_kwargs: dict = field(default_factory=dict)
+    epochs: int = 10
+    batch_size: int = 64
+    eval_batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_epochs: float = 0.0
+    min_lr_ratio: float = 0.01  # cosine annealing ends at lr * min_lr_ratio
+    patience: int | None = None  # early stopping on the validation metric; None = never
+    loss: str = "ce"  # "ce" or "focal"
+    focal_gamma: float = 2.0
+    label_smoothing: float = 0.0
+    class_weights: list[float] | None = None
+    aux_weight: float = 0.4  # weight of an auxiliary head's loss (segmentation)
+    augment: dict = field(default_factory=dict)  # arguments of the task's batch augmentation; {} = none
+    snapshot_epochs: list[int] = field(default_factory=list)  # extra weight snapshots (first and final always)
+    keep_mask_ids: list[str] = field(default_factory=list)  # validation ids whose masks are kept every epoch
+    max_train_batches: int | None = None  # cap per epoch (smoke runs only)
+    cpu_bf16: bool = False  # bf16 autocast on a CPU with AMX too (CUDA always uses it); see resolve_precision
+    channels_last: bool = True  # memory format of the model and its inputs (False: NCHW, for comparisons)
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        """The fields as plain data, without the later-added ones that still have their default."""
+        values = dataclasses.asdict(self)
+        return {k: v for k, v in values.items() if k not in ADDED_LATER or v != ADDED_LATER[k]}
+
+
+#: fields added after runs were trained, with their defaults (left out of ``to_dict`` while at the default)
+ADDED_LATER: dict[str, object] = {}
+
 
 PROFILES = ("smoke", "demo", "full")
 EXPERIMENTS = ("p1_model_a", "p1_model_b", "p2_model_a", "p2_model_b")
 #: the validation images whose predicted masks the report shows at an early, a middle and the final epoch
 MASK_IDS = ["0013", "0062", "0104"]
 
-_P1 = {"task": "classification", "num_classes": 50}
-_P2 = {"task": "segmentation", "num_classes": 7, "keep_mask_ids": MASK_IDS}
+_P1 = {"task": "classification", "num_classes": P1_NUM_CLASSES}
+_P2 = {"task": "segmentation", "num_classes": P2_NUM_CLASSES, "keep_mask_ids": MASK_IDS}
 _CROP_FLIP = {"padding": 4, "flip": True}
 
 _RECIPES: dict[str, dict[str, dict]] = {
@@ -100,10 +147,3 @@ def get_config(experiment: str, profile: str = "demo", **overrides: object) -> T
     if unknown:
         raise ValueError(f"unknown training parameters {unknown}; valid: {sorted(fields)}")
     return TrainConfig(**{**_RECIPES[profile][experiment], **overrides})
-
-
-def standin_size(profile: str) -> str:
-    """The stand-in data size that goes with a profile (the same names)."""
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; valid: {list(PROFILES)}")
-    return profile

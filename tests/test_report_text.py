@@ -1,0 +1,93 @@
+"""The report's tables and paragraphs, computed directly from hand-made run folders (no notebook, no PDF)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hw1lib import report
+from hw1lib.config import get_config
+from hw1lib.runs import Run, RunFolder
+
+
+def make_run(tmp_path, name, values, profile="demo", data_root=None, **config_overrides) -> Run:
+    """A Run of experiment ``name`` whose validation metric went through ``values`` (one per epoch)."""
+    config = get_config(name, profile, **config_overrides).to_dict()
+    metric = "acc" if name.startswith("p1") else "miou"
+    data_root = data_root or tmp_path / "data"
+    split = "p1_data/train_50" if metric == "acc" else "p2_data/train"
+    params = {"config": config, "precision": "fp32", "environment": {"device": "cpu"},
+              "data_folders": {"train": str(data_root / split), "val": str(data_root / split)}}
+    history = pd.DataFrame({"epoch": range(1, len(values) + 1), f"val_{metric}": values})
+    best = int(np.argmax(values))
+    iou = {str(c): 0.5 for c in range(6)} | {"4": None}
+    metrics = {"metric": metric, f"best_val_{metric}": values[best], "best_epoch": best + 1,
+               "final_epoch": len(values), "stop_reason": "completed all epochs", "train_seconds": 130.0,
+               "weights_source": "random initialisation", "best": {"iou": iou}}
+    return Run(folder=RunFolder(tmp_path / f"{name}-0123456789"), params=params, metrics=metrics, history=history)
+
+
+def test_compare_sentence_orders_by_value_and_handles_a_tie():
+    assert report.compare_sentence("A", 0.5, "B", 0.75, "accuracy") == (
+        "B reaches a validation accuracy of 0.7500, 0.2500 above A (0.5000).")
+    assert report.compare_sentence("A", 0.9, "B", 0.75, "mIoU").startswith("A reaches a validation mIoU of 0.9000")
+    tie = report.compare_sentence("A", 0.6, "B", 0.6, "accuracy")
+    assert "0.0000 above" in tie  # a tie is stated as such, with B first (the newer model)
+
+
+def test_curve_and_accuracy_text_come_from_the_history(tmp_path):
+    a = make_run(tmp_path, "p1_model_a", [0.1, 0.4, 0.3])
+    b = make_run(tmp_path, "p1_model_b", [0.5, 0.8])
+    assert report.curve_sentence(a) == "Validation acc went from 0.1000 after epoch 1 to 0.4000 at epoch 2 of 3."
+    text = report.accuracy_text(a, b)
+    assert text.startswith("Model B reaches a validation accuracy of 0.8000, 0.4000 above Model A (0.4000).")
+
+
+def test_data_statement_tells_stand_in_from_real(tmp_path):
+    standin = tmp_path / "standin"
+    standin.mkdir()
+    (standin / "standin.json").write_text("{}")
+    runs = {"p1_model_a": make_run(tmp_path, "p1_model_a", [0.3], data_root=standin)}
+    assert "not comparable" in report.data_statement(runs) and report.data_source_of(runs["p1_model_a"]) == "stand-in"
+    runs = {"p1_model_a": make_run(tmp_path, "p1_model_a", [0.3], data_root=tmp_path / "hw1_data")}
+    assert report.data_statement(runs).startswith("**Data: the homework's real data**")
+
+
+def test_implementation_details_and_departures_read_the_recipe(tmp_path):
+    run = make_run(tmp_path, "p1_model_a", [0.2, 0.3], profile="full")
+    table = report.implementation_details(run)["setting"]
+    assert table["optimizer"] == "AdamW, lr 0.0005, weight decay 1e-05"
+    assert table["loss"] == "focal loss (gamma 2.0)" and table["batch size"] == 250
+    assert table["epochs (planned / run)"] == "100 / 2 (completed all epochs)"
+    assert "random crop with 4-pixel zero padding, horizontal flip" == table["augmentation (on the device)"]
+    assert "100 epochs instead of 50" in report.departures_text(run, "full")
+    assert "demo profile scales the full recipe down" in report.departures_text(run, "demo")
+
+
+def test_iou_table_marks_an_absent_class(tmp_path):
+    run = make_run(tmp_path, "p2_model_b", [0.4, 0.6])
+    column = report.iou_table({"DeepLabV3": run})["DeepLabV3"]
+    assert column["water"] == "absent" and column["urban"] == 0.5 and column["mIoU"] == 0.6
+
+
+def test_tsne_pca_and_mask_paragraphs(tmp_path):
+    assert report.tsne_text({1: 0.1, 5: 0.3, 10: 0.6}).endswith(
+        "0.100 (epoch 1) -> 0.300 (epoch 5) -> 0.600 (epoch 10): the classes form tighter, better separated clusters "
+        "as training proceeds.")
+    assert report.tsne_text({1: 0.5, 10: 0.4}).endswith("did not become better separated.")
+    run = make_run(tmp_path, "p1_model_a", [0.2, 0.6])
+    emb = {"pca_epoch": 2, "pca_explained": np.array([0.3, 0.2])}
+    assert "explain 50% of its variance" in report.pca_text(emb, 0.4, run)
+    assert report.pca_text(emb, 0.4, run).endswith("keeps most of the class structure.")
+    assert "loses most of the class structure" in report.pca_text(emb, 0.1, run)
+    masks = make_run(tmp_path, "p2_model_b", [0.2, 0.5, 0.7])
+    assert report.masks_text(masks, [1, 3], {1: "epoch 1 (early)", 3: "epoch 3 (final)"}) == (
+        "Input, ground truth and model B's prediction at epoch 1 (early) (validation mIoU 0.2000), "
+        "epoch 3 (final) (validation mIoU 0.7000).")
+
+
+@pytest.mark.parametrize("batch_norm, mentioned", [(True, True), (False, False)])
+def test_fcn_text_explains_batch_norm_only_when_used(tmp_path, batch_norm, mentioned):
+    run = make_run(tmp_path, "p2_model_a", [0.3], model_kwargs={"batch_norm": batch_norm})
+    assert ("VGG16 with batch norm" in report.fcn_text(run, 1000)) is mentioned
