@@ -46,7 +46,8 @@ class TrainConfig:
     augment: dict = field(default_factory=dict)  # arguments of the task's batch augmentation; {} = none
     snapshot_epochs: list[int] = field(default_factory=list)  # extra weight snapshots (first and final always)
     keep_mask_ids: list[str] = field(default_factory=list)  # validation ids whose masks are kept every epoch
-    max_train_batches: int | None = None  # cap per epoch (smoke runs only)
+    max_train_batches: int | None = None  # cap per epoch (smoke and fast dev runs)
+    max_eval_batches: int | None = None  # cap per validation pass (fast dev runs): metrics of a subset
     cpu_bf16: bool = False  # bf16 autocast on a CPU with AMX too (CUDA always uses it); see resolve_precision
     channels_last: bool = True  # memory format of the model and its inputs (False: NCHW, for comparisons)
     seed: int = 0
@@ -58,7 +59,11 @@ class TrainConfig:
 
 
 #: fields added after runs were trained, with their defaults (left out of ``to_dict`` while at the default)
-ADDED_LATER: dict[str, object] = {}
+ADDED_LATER: dict[str, object] = {"max_eval_batches": None}
+
+#: what a fast dev run caps (the idea of Lightning's ``fast_dev_run``): every training at the profile's real
+#: sizes (batch and input sizes, pretrained weights, kept masks), but only this many epochs and batches
+FAST_DEV_RUN = {"epochs": 2, "max_train_batches": 2, "max_eval_batches": 2}
 
 
 PROFILES = ("smoke", "demo", "full")
@@ -132,8 +137,10 @@ FULL_DEPARTURES: dict[str, list[str]] = {
 }
 
 
-def get_config(experiment: str, profile: str = "demo", **overrides: object) -> TrainConfig:
+def get_config(experiment: str, profile: str = "demo", fast_dev_run: bool = False, **overrides: object) -> TrainConfig:
     """The training configuration of ``experiment`` under ``profile``, with field overrides applied.
+
+    ``fast_dev_run=True`` applies :data:`FAST_DEV_RUN`'s caps (overrides still win).
 
     Raises:
         ValueError: unknown experiment, profile or field (the message lists the valid ones).
@@ -146,4 +153,7 @@ def get_config(experiment: str, profile: str = "demo", **overrides: object) -> T
     unknown = sorted(set(overrides) - fields)
     if unknown:
         raise ValueError(f"unknown training parameters {unknown}; valid: {sorted(fields)}")
-    return TrainConfig(**{**_RECIPES[profile][experiment], **overrides})
+    recipe = dict(_RECIPES[profile][experiment])
+    if fast_dev_run:
+        recipe |= {**FAST_DEV_RUN, "epochs": min(recipe.get("epochs", FAST_DEV_RUN["epochs"]), FAST_DEV_RUN["epochs"])}
+    return TrainConfig(**{**recipe, **overrides})

@@ -163,9 +163,13 @@ def train_one_epoch(model: nn.Module, task, images: torch.Tensor, targets: torch
 @torch.no_grad()
 def evaluate(model: nn.Module, task, images: torch.Tensor, targets: torch.Tensor, batch_size: int, device: torch.device,
              num_classes: int, keep: list[int] | None = None, precision: str = "fp32",
-             channels_last: bool = True) -> dict:
+             channels_last: bool = True, max_batches: int | None = None) -> dict:
     """Evaluate on in-memory tensors (no augmentation), in ``precision`` (the run's, from :func:`resolve_precision`)
     and the memory format the model is in.
+
+    Args:
+        max_batches: evaluate only the first this many batches (a fast dev run), plus the batches that hold
+            ``keep`` indices, so kept masks exist at every epoch whatever the cap.
 
     Returns:
         ``{"loss", task.metric, ...task summary, "confusion": ndarray}`` and, when ``keep`` lists sample
@@ -176,7 +180,11 @@ def evaluate(model: nn.Module, task, images: torch.Tensor, targets: torch.Tensor
     keep = set(keep or [])
     kept: dict[int, np.ndarray] = {}
     total_loss = torch.zeros((), dtype=torch.float64, device=device)
-    for start in range(0, len(images), batch_size):
+    starts = list(range(0, len(images), batch_size))
+    if max_batches is not None:
+        starts = sorted(set(starts[:max_batches]) | {i - i % batch_size for i in keep})
+    seen = 0
+    for start in starts:
         x = to_input(images[start : start + batch_size], device, channels_last)
         y = targets[start : start + batch_size].to(device)
         with autocast(device, precision):
@@ -186,7 +194,8 @@ def evaluate(model: nn.Module, task, images: torch.Tensor, targets: torch.Tensor
         matrix.update(prediction, y)
         for i in keep & set(range(start, start + len(x))):
             kept[i] = prediction[i - start].to(torch.uint8).cpu().numpy()
-    result = {"loss": float(total_loss) / max(len(images), 1), **task.summarize(matrix), "confusion": matrix.to_numpy()}
+        seen += len(x)
+    result = {"loss": float(total_loss) / max(seen, 1), **task.summarize(matrix), "confusion": matrix.to_numpy()}
     if keep:
         result["kept"] = kept
     return result
@@ -268,7 +277,7 @@ def _train(config: TrainConfig, train, val, folder: RunFolder, device: torch.dev
         tic = time.perf_counter()
         train_metrics = train_one_epoch(model, task, train_x, train_y, optimizer, scheduler, config, epoch, device, progress)
         val_metrics = evaluate(model, task, val_x, val_y, config.eval_batch_size, device, config.num_classes, keep,
-                               precision, config.channels_last)
+                               precision, config.channels_last, config.max_eval_batches)
         seconds = time.perf_counter() - tic
         row = {"epoch": epoch, "lr": train_metrics["lr"], "train_loss": train_metrics["loss"],
                f"train_{task.metric}": train_metrics[task.metric], "val_loss": val_metrics["loss"],
