@@ -4,9 +4,9 @@ Usage (about 4 minutes on 2 idle cores with AMX; the demo stand-in is generated 
 
     .venv/bin/python benchmarks/precision_accuracy.py [SEED ...]      # default seeds: 0 1 2
 
-Everything but ``cpu_bf16`` and the seed is the ``demo`` recipe of ``hw1lib/profiles.py``. Runs go to a fresh
+Everything but ``cpu_bf16`` and the seed is the ``demo`` recipe of ``hw1lib/config.py``. Runs go to a fresh
 temporary folder (nothing under ``runs/`` is touched). On a CPU without AMX both settings train in fp32 (the
-engine's rule, ``hw1lib.engine.resolve_precision``), and the script says so instead of comparing.
+engine's rule, ``hw1lib.precision.resolve_precision``), and the script says so instead of comparing.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ import time
 
 import hw1lib  # noqa: F401  (torchvision import fix before anything imports torchvision)
 from hw1lib.data import load_problem1, prepare_data_root
-from hw1lib.engine import fit, native_cpu_bf16
-from hw1lib.profiles import get_config
+from hw1lib.config import get_config
+from hw1lib.engine import fit
+from hw1lib.precision import native_cpu_bf16
 
 
 def main(seeds: list[int]) -> None:
