@@ -21,13 +21,13 @@ import time
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from hw1lib.checkpoints import load_state_dict_checked, model_meta
 from hw1lib.config import TrainConfig
 from hw1lib.io import environment_info
 from hw1lib.metrics import ConfusionMatrix
 from hw1lib.models import build_model
+from hw1lib.progress import progress_bar
 from hw1lib.precision import autocast, check_precision, memory_format, resolve_device, resolve_precision, to_input
 from hw1lib.runs import RunFolder, set_latest
 from hw1lib.tasks import build_task
@@ -140,7 +140,7 @@ def train_one_epoch(model: nn.Module, task, images: torch.Tensor, targets: torch
     matrix = ConfusionMatrix(config.num_classes, device)
     losses: list[torch.Tensor] = []  # per step, on the device: reading them each step would stall a GPU
     checked, seen = 0, 0
-    bar = tqdm(batches, desc=f"epoch {epoch}", leave=False, disable=not progress)
+    bar = progress_bar(batches, desc=f"epoch {epoch}", disable=not progress)
     for step, index in enumerate(bar, start=1):
         x = to_input(images[index], device, config.channels_last)
         y = targets[index].to(device, non_blocking=True)

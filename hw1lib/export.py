@@ -20,7 +20,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from nbconvert import HTMLExporter
+from hw1lib.io import umask, write_text
 
 #: Names looked up on PATH, best first: the headless shell is the smallest and made for printing.
 BROWSER_NAMES = (
@@ -102,6 +102,8 @@ def export_html(notebook: Path, out_html: Path, hide_code: bool = True) -> Path:
     Returns:
         ``out_html``.
     """
+    from nbconvert import HTMLExporter  # imported here: the GPU check runs the package without nbconvert
+
     notebook, out_html = Path(notebook), Path(out_html)
     if not notebook.is_file():
         raise FileNotFoundError(f"notebook to export not found: {notebook}")
@@ -118,9 +120,7 @@ def export_html(notebook: Path, out_html: Path, hide_code: bool = True) -> Path:
     if remote:  # a newer nbconvert template added a CDN resource this module does not know about yet
         snippet = body[remote.start() : remote.start() + 120]
         raise RuntimeError(f"exported HTML of {notebook} still loads from the network: {snippet!r}")
-    out_html.parent.mkdir(parents=True, exist_ok=True)
-    out_html.write_text(body, encoding="utf-8")
-    return out_html
+    return write_text(out_html, body)  # atomic: an earlier report stays whole if this fails
 
 
 def find_pdf_browser() -> Path | None:
@@ -191,6 +191,7 @@ def html_to_pdf(html: Path, pdf: Path, browser: Path | None = None, timeout: flo
                 f"{browser} did not print {html} to PDF (exit code {returncode}, {found}).\n"
                 f"Command: {' '.join(command)}\nLast lines of its output:\n{_tail(output)}"
             )
+        os.chmod(part, 0o666 & ~umask())  # the browser's file, made like any other the project writes
         os.replace(part, pdf)
     return pdf
 

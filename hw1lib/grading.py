@@ -113,36 +113,45 @@ def segment_folder(image_dir: str | Path, out_dir: str | Path, checkpoint: str |
     return len(masks)
 
 
-def _prediction_files(pred_dir: Path) -> dict[str, Path]:
-    """Map image id -> prediction file; accepts ``{id}.png``, ``{id}_sat.png`` and ``{id}_mask.png``."""
+def masks_by_id(folder: Path, what: str) -> dict[str, Path]:
+    """Map image id -> mask file for every ``*.png`` (any case) of ``folder``.
+
+    Accepts ``{id}.png``, ``{id}_mask.png`` and ``{id}_sat.png`` (what segmenters name their outputs), so
+    ground truth named like the validation set (``0013_mask.png``) or like a test set (``0013.png``) pairs
+    with predictions named either way.
+
+    Raises:
+        FileNotFoundError: the folder is missing or holds no PNG.
+        ValueError: two files for one id.
+    """
     found: dict[str, Path] = {}
-    for path in sorted(pred_dir.glob("*.png")):
+    for path in list_images(folder, (".png",)):
         image_id = path.stem
         for suffix in ("_sat", "_mask"):
             image_id = image_id.removesuffix(suffix)
         if image_id in found:
-            raise ValueError(f"two predictions for id {image_id} in {pred_dir}: {found[image_id].name} and {path.name}")
+            raise ValueError(f"two {what} masks for id {image_id} in {folder}: {found[image_id].name} and {path.name}")
         found[image_id] = path
     return found
 
 
 def score_folders(gt_dir: str | Path, pred_dir: str | Path) -> dict:
-    """The official mIoU of a prediction folder against ``{id}_mask.png`` ground truth, paired by id.
+    """The official mIoU of a prediction folder against ground-truth masks, paired by id (not by sorted order).
+
+    Equals the course's ``mean_iou_evaluate.py`` wherever that script gives a number; where it would crash or
+    silently mis-pair (a missing, extra or mis-sized prediction), this refuses with a message instead.
 
     Raises:
-        ValueError: a missing or extra prediction, or a size mismatch (never pairs by sorted order).
+        FileNotFoundError: a folder is missing or holds no PNG masks.
+        ValueError: a missing or extra prediction, or a size mismatch.
     """
     gt_dir, pred_dir = Path(gt_dir), Path(pred_dir)
-    truths = {p.name.removesuffix("_mask.png"): p for p in sorted(gt_dir.glob("*_mask.png"))}
-    if not truths:
-        raise FileNotFoundError(f"no *_mask.png ground-truth masks in {gt_dir}")
-    if not pred_dir.is_dir():
-        raise FileNotFoundError(f"prediction folder {pred_dir} does not exist")
-    predictions = _prediction_files(pred_dir)
+    truths = masks_by_id(gt_dir, "ground-truth")
+    predictions = masks_by_id(pred_dir, "predicted")
     missing, extra = sorted(set(truths) - set(predictions)), sorted(set(predictions) - set(truths))
     if missing or extra:
-        raise ValueError(f"predictions in {pred_dir} do not match the ground truth in {gt_dir}: "
-                         f"missing {len(missing)} {missing[:10]}, extra {len(extra)} {[predictions[i].name for i in extra[:10]]}")
+        raise ValueError(f"predictions in {pred_dir} do not match the ground truth in {gt_dir}: missing {len(missing)} "
+                         f"{missing[:10]}, extra {len(extra)} {[predictions[i].name for i in extra[:10]]}")
     matrix = ConfusionMatrix(len(CLASS_NAMES))
     for image_id, truth_file in truths.items():
         truth, prediction = decode_mask(read_rgb(truth_file)), decode_mask(read_rgb(predictions[image_id]))

@@ -164,6 +164,8 @@ def current_run(out_root: str | Path, name: str) -> Path:
 def latest_checkpoint(task: str, root: Path | None = None) -> Path:
     """``best.pt`` of the most recently finished run of ``task`` under ``root`` (default: the runs folder).
 
+    Fast dev runs (a few batches, meaningless weights) are never chosen.
+
     Raises:
         FileNotFoundError: no finished run of that task (says where it looked and what to do).
     """
@@ -175,12 +177,20 @@ def latest_checkpoint(task: str, root: Path | None = None) -> Path:
         except (OSError, json.JSONDecodeError):
             continue
         best = metrics_file.parent / BEST
-        if metrics.get("task") == task and best.exists():
+        if metrics.get("task") == task and best.exists() and not _is_fast_dev_run(metrics_file.parent):
             finished.append((metrics_file.stat().st_mtime, str(best)))
     if not finished:
         raise FileNotFoundError(f"no finished {task} run with a {BEST} under {root}; train one first "
                                 "(the notebooks or `make report`) or pass --checkpoint PATH")
     return Path(max(finished)[1])
+
+
+def _is_fast_dev_run(run_dir: Path) -> bool:
+    try:
+        config = json.loads((run_dir / PARAMS).read_text()).get("config", {})
+    except (OSError, json.JSONDecodeError):
+        return False
+    return config.get("max_eval_batches") is not None
 
 
 @dataclass

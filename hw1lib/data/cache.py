@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hw1lib.io import umask
+
 CACHE_VERSION = 1
 
 
@@ -55,6 +57,7 @@ def cached_arrays(
     arrays = decode()
     cache_root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=cache_root))
+    os.chmod(tmp, 0o777 & ~umask())  # mkdtemp makes 0700; the entry is renamed into place, so give it mkdir's mode
     try:
         for name, array in arrays.items():
             np.save(tmp / f"{name}.npy", array, allow_pickle=False)
