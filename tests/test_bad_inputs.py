@@ -404,3 +404,21 @@ def test_a_truncated_last_checkpoint_is_reported_and_training_starts_over(tmp_pa
     assert "trained [1, 2, 3]" in stdout and "last.pt is not a readable checkpoint" in stdout
     assert "started this run over from epoch 1" in stdout
     assert (run_dir / "last.pt.unreadable").exists() and (run_dir / "metrics.json").exists()
+
+
+# ---- the course's scripts ------------------------------------------------------------------------
+
+
+def test_course_scripts_follow_the_calling_convention(tmp_path, p1_dir, p2_dir, ckpt):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    csv_out, mask_out = tmp_path / "new" / "pred.csv", tmp_path / "masks"
+    for script, ckpt_path, args in [("hw1_1.sh", ckpt["cls"], [p1_dir, csv_out]),
+                                    ("hw1_2.sh", ckpt["seg"], [p2_dir, mask_out])]:
+        done = subprocess.run(["bash", str(REPO_ROOT / script), *map(str, args)], env={**env, "HW1_CHECKPOINT": ckpt_path},
+                              capture_output=True, text=True, cwd=tmp_path, timeout=300)
+        assert done.returncode == 0, done.stderr
+    assert csv_out.read_text().splitlines()[0] == "filename,label"
+    assert [line.split(",")[0] for line in csv_out.read_text().splitlines()[1:]] == ["1.png", "2.png", "10.png"]
+    assert sorted(p.name for p in mask_out.iterdir()) == ["0000.png", "0001.png", "0002.png"]
+    usage = subprocess.run(["bash", str(REPO_ROOT / "hw1_1.sh")], capture_output=True, text=True, timeout=60)
+    assert usage.returncode == 2 and "usage: bash hw1_1.sh <test_image_dir> <output_csv>" in usage.stderr
