@@ -276,3 +276,33 @@ def test_plot_architecture_draws_one_box_per_traced_module():
     assert total == 506 and fig._suptitle.get_text() == "two heads: 506 parameters"
     texts = [t.get_text() for t in fig.axes[0].texts]
     assert any("from #1" in t for t in texts)  # the auxiliary head says where it reads from
+
+
+# ---- per-class scores, confused examples, matrices side by side --------------------------------
+
+
+def test_plot_class_scores_groups_models_and_marks_absent_classes():
+    fig = viz.plot_class_scores({"FCN32s": [0.5, None, 0.2, 0.1, 0.0, 0.9], "DeepLabV3": [0.6, 0.3, 0.4, 0.2, 0.1, 1.0]},
+                                list(CLASS_NAMES[:6]), "IoU", class_colours=True)
+    ax = fig.axes[0]
+    assert len(ax.patches) == 12 and [t.get_text() for t in ax.texts] == ["absent"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["FCN32s", "DeepLabV3"]
+    with pytest.raises(ValueError, match="3 scores for 'A' but 6 class names"):
+        viz.plot_class_scores({"A": [0.1, 0.2, 0.3]}, list(CLASS_NAMES[:6]), "IoU")
+
+
+def test_plot_confused_examples_shows_both_classes_of_each_pair():
+    images = np.random.default_rng(0).integers(0, 255, (20, 3, 32, 32), dtype=np.uint8)
+    labels = np.repeat(np.arange(5), 4)
+    fig = viz.plot_confused_examples(images, labels, [(0, 1), (3, 2)], per_class=2)
+    assert len(fig.axes) == 2 * 4 and fig.axes[0].get_title(loc="left") == "class 0 (true)"
+    assert fig.axes[2].get_title(loc="left") == "class 1 (predicted)"
+
+
+def test_plot_confusion_matrices_side_by_side_with_one_colour_bar():
+    rng = np.random.default_rng(0)
+    fig = viz.plot_confusion_matrices({"model A": rng.integers(0, 9, (50, 50)), "model B": rng.integers(0, 9, (50, 50))})
+    titled = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titled == ["model A", "model B"] and len(fig.axes) == 3  # two panels and one colour bar
+    with pytest.raises(ValueError, match="different sizes"):
+        viz.plot_confusion_matrices({"a": np.eye(3), "b": np.eye(4)})

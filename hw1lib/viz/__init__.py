@@ -10,7 +10,8 @@ Submodules:
 
 - ``style``: the report's text sizes (:func:`legible`) and :func:`save_figure`.
 - ``curves``: :func:`plot_history`, training curves with the best validation epoch.
-- ``confusion``: :func:`plot_confusion_matrix`.
+- ``confusion``: :func:`plot_confusion_matrix`, :func:`plot_confusion_matrices` (side by side).
+- ``scores``: :func:`plot_class_scores` (per-class accuracy or IoU bars), :func:`plot_confused_examples`.
 - ``masks``: :func:`overlay_mask`, :func:`plot_mask_grid`, :func:`plot_overlay`.
 - ``embeddings``: :func:`class_colors`, :func:`plot_embeddings`.
 - ``architecture``: :func:`trace_architecture` and :func:`plot_architecture` (model block diagrams).
@@ -20,10 +21,11 @@ from __future__ import annotations
 
 from hw1lib.data.palette import CLASS_NAMES, PALETTE
 from hw1lib.viz.architecture import KIND_COLORS, plot_architecture, trace_architecture
-from hw1lib.viz.confusion import plot_confusion_matrix
+from hw1lib.viz.confusion import plot_confusion_matrices, plot_confusion_matrix
 from hw1lib.viz.curves import plot_history
 from hw1lib.viz.embeddings import class_colors, plot_embeddings
 from hw1lib.viz.masks import overlay_mask, plot_mask_grid, plot_overlay
+from hw1lib.viz.scores import plot_class_scores, plot_confused_examples
 from hw1lib.viz.style import legible, save_figure
 
 __all__ = [
@@ -34,6 +36,9 @@ __all__ = [
     "legible",
     "overlay_mask",
     "plot_architecture",
+    "plot_class_scores",
+    "plot_confused_examples",
+    "plot_confusion_matrices",
     "plot_confusion_matrix",
     "plot_embeddings",
     "plot_history",
