@@ -7,6 +7,8 @@ PY := $(VENV)/bin/python
 PROFILE ?= demo
 DATA ?=
 DEVICE ?= auto
+# FAST_DEV_RUN=1: every training capped at 2 epochs of 2 batches (2 validation batches) at the profile's real sizes
+FAST_DEV_RUN ?= 0
 
 .PHONY: test lint report standin bench lab clean-runs
 
@@ -26,10 +28,22 @@ lint: $(VENV)/.installed
 
 report: $(VENV)/.installed
 	bash scripts/install_pdf_tools.sh
-	$(PY) -m hw1lib report --profile $(PROFILE) --data "$(DATA)" --device $(DEVICE)
+	$(PY) -m hw1lib report --profile $(PROFILE) --data "$(DATA)" --device $(DEVICE) \
+		$(if $(filter 1,$(FAST_DEV_RUN)),--fast-dev-run)
 
 standin: $(VENV)/.installed
 	$(PY) -m hw1lib standin data/standin-$(PROFILE) --size $(PROFILE)
+
+# `make train EXP=p2_model_b PROFILE=full NPROC=4`: one experiment into the run folder its notebook uses
+# (then reused by the notebooks and `make report`); NPROC > 1 trains on that many processes under torchrun
+EXP ?=
+NPROC ?= 1
+TRAIN_LAUNCH = $(if $(filter 1,$(NPROC)),$(PY),$(VENV)/bin/torchrun --standalone --nproc-per-node $(NPROC))
+.PHONY: train
+train: $(VENV)/.installed
+	$(if $(EXP),,$(error EXP is required: p1_model_a, p1_model_b, p2_model_a or p2_model_b))
+	$(TRAIN_LAUNCH) -m hw1lib train $(EXP) --profile $(PROFILE) --data "$(DATA)" --device $(DEVICE) \
+		$(if $(filter 1,$(FAST_DEV_RUN)),--fast-dev-run)
 
 bench: $(VENV)/.installed
 	$(PY) -m benchmarks.bench --device $(DEVICE) --out benchmarks/results-$(DEVICE).json

@@ -20,7 +20,7 @@ import time
 import hw1lib  # noqa: F401  (torchvision import fix before anything imports torchvision)
 from hw1lib.data import load_problem1, prepare_data_root
 from hw1lib.config import get_config
-from hw1lib.engine import fit
+from hw1lib.fit import fit
 from hw1lib.precision import native_cpu_bf16
 
 

@@ -3,6 +3,10 @@
 The executed notebooks are kept beside the report (``.ipynb`` and ``.html`` with code); the report
 itself is exported with code hidden. A failing notebook stops the build with an error naming the
 notebook and the cell; finished trainings stay in their run folders and are reused by the next build.
+
+``fast_dev_run=True`` passes the notebooks' ``fast_dev_run`` parameter to every notebook: each training is
+capped (:data:`hw1lib.config.FAST_DEV_RUN`) at the profile's real sizes, and runs, figures and the report go
+to the profile's ``-fastdev`` folders.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from pathlib import Path
 from hw1lib.config import PROFILES
 from hw1lib.io import save_json
 from hw1lib.paths import REPO_ROOT
+from hw1lib.runs import profile_folder
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 TRAINING_NOTEBOOKS = ("01_p1_model_a", "02_p1_model_b", "03_p1_representations", "04_p2_model_a", "05_p2_model_b")
@@ -37,15 +42,17 @@ def _execute(notebook: Path, output: Path, parameters: dict) -> None:
 
 
 def build_report(profile: str = "demo", data: str = "", out_dir: str | Path | None = None, device: str = "auto",
-                 seed: int = 0) -> dict[str, Path]:
+                 seed: int = 0, fast_dev_run: bool = False) -> dict[str, Path]:
     """Run notebooks 01-05 and the report notebook, then export HTML and PDF.
 
     Args:
         profile: ``smoke``, ``demo`` or ``full``.
         data: the real data root; ``""`` generates/uses the stand-in.
-        out_dir: where the report goes (default ``report/<profile>``).
+        out_dir: where the report goes (default ``report/<profile>``, ``report/<profile>-fastdev``).
         device: ``auto``, ``cpu`` or ``cuda``.
         seed: the notebooks' seed.
+        fast_dev_run: cap every training (2 epochs of 2 batches, 2 validation batches) to prove the whole
+            path quickly; the report says its numbers mean nothing.
 
     Returns:
         paths of what was written: ``html``, ``pdf`` (absent when no PDF tool is installed), ``notebooks``.
@@ -56,11 +63,12 @@ def build_report(profile: str = "demo", data: str = "", out_dir: str | Path | No
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; valid: {list(PROFILES)}")
 
-    out = Path(out_dir) if out_dir else REPO_ROOT / "report" / profile
+    out = Path(out_dir) if out_dir else REPO_ROOT / "report" / profile_folder(profile, fast_dev_run)
     executed = out / "notebooks"
     executed.mkdir(parents=True, exist_ok=True)
     prepare_data_root(data, profile, seed)  # a bad data path fails here, before any training
-    parameters = {"data_root": str(data), "profile": profile, "device": device, "seed": seed, "out_dir": ""}
+    parameters = {"data_root": str(data), "profile": profile, "device": device, "seed": seed, "out_dir": "",
+                  "fast_dev_run": fast_dev_run}
     timings: dict[str, float] = {}
     for name in TRAINING_NOTEBOOKS:
         started = time.perf_counter()
@@ -69,7 +77,8 @@ def build_report(profile: str = "demo", data: str = "", out_dir: str | Path | No
         timings[name] = time.perf_counter() - started
         print(f"[report] {name}.ipynb done in {timings[name]:.0f} s", flush=True)
     save_json(timings, out / "timings.json")
-    report_params = {"profile": profile, "out_dir": "", "timings_file": str(out / "timings.json")}
+    report_params = {"profile": profile, "out_dir": "", "timings_file": str(out / "timings.json"),
+                     "fast_dev_run": fast_dev_run}
     _execute(NOTEBOOK_DIR / f"{REPORT_NOTEBOOK}.ipynb", executed / f"{REPORT_NOTEBOOK}.ipynb", report_params)
     written = {"html": export_html(executed / f"{REPORT_NOTEBOOK}.ipynb", out / "report.html", hide_code=True),
                "notebooks": executed}

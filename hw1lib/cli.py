@@ -1,10 +1,11 @@
 """Command line: ``python -m hw1lib <command>`` or ``hw1 <command>``.
 
 Commands: ``standin`` (generate the stand-in data), ``classify`` and ``segment`` (the grader's
-interfaces), ``miou`` (the official metric on two folders), ``viz-mask`` (a mask overlay) and ``report``
-(run the notebooks and export the report). Each command is a thin wrapper over one package function;
-errors a user can fix (bad input, a path that cannot be read or written, a device that is not there)
-are printed as one line naming the path, exit status 2; a failed step (a notebook, the PDF) exits 1.
+interfaces), ``miou`` (the official metric on two folders), ``viz-mask`` (a mask overlay), ``report``
+(run the notebooks and export the report) and ``weights`` (list or fetch a profile's pretrained files).
+Each command is a thin wrapper over one package function; errors a user can fix (bad input, a path that
+cannot be read or written, a device that is not there) are printed as one line naming the path, exit
+status 2; a failed step (a notebook, the PDF, a download) exits 1.
 """
 
 from __future__ import annotations
@@ -60,7 +61,30 @@ def _viz_mask(args: argparse.Namespace) -> None:
 def _report(args: argparse.Namespace) -> None:
     from hw1lib.build import build_report
 
-    build_report(profile=args.profile, data=args.data, out_dir=args.out_dir, device=args.device)
+    build_report(profile=args.profile, data=args.data, out_dir=args.out_dir, device=args.device,
+                 fast_dev_run=args.fast_dev_run)
+
+
+def _weights(args: argparse.Namespace) -> None:
+    from hw1lib.models.weights import fetch_missing_weights, format_weights_table, required_weights
+
+    rows = fetch_missing_weights(args.profile) if args.fetch else required_weights(args.profile)
+    print(f"pretrained weights of profile {args.profile}:")
+    print(format_weights_table(rows))
+    missing = [row["file"] for row in rows if row["present"] is False]
+    if missing:
+        print(f"missing: {', '.join(missing)}; `python -m hw1lib weights --profile {args.profile} --fetch` "
+              "downloads them (needs internet access)")
+
+
+def _train(args: argparse.Namespace) -> None:
+    from hw1lib import distributed
+    from hw1lib.train import summary, train_command
+
+    result = train_command(args.experiment, profile=args.profile, data=args.data, out_dir=args.out_dir,
+                           device=args.device, seed=args.seed, fast_dev_run=args.fast_dev_run)
+    if distributed.is_main():
+        print(summary(result))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,12 +125,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out_png")
     p.set_defaults(run=_viz_mask)
 
+    p = commands.add_parser("train", help="train one experiment into its notebook's run folder (several processes "
+                            "under torchrun)")
+    p.add_argument("experiment", choices=["p1_model_a", "p1_model_b", "p2_model_a", "p2_model_b"])
+    p.add_argument("--profile", choices=["smoke", "demo", "full"], default="demo")
+    p.add_argument("--data", default="", help="real data root (default: the generated stand-in)")
+    p.add_argument("--out-dir", default="", help="folder of run folders (default: the notebooks', runs/<profile>)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda (cuda:LOCAL_RANK under torchrun) or cuda:N")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fast-dev-run", action="store_true", help="2 epochs of 2 batches, 2 validation batches")
+    p.set_defaults(run=_train)
+
     p = commands.add_parser("report", help="run notebooks 01-06 and export the report as HTML and PDF")
     p.add_argument("--profile", choices=["smoke", "demo", "full"], default="demo")
     p.add_argument("--data", default="", help="real data root (default: the generated stand-in)")
-    p.add_argument("--out-dir", default=None, help="default: report/<profile>")
+    p.add_argument("--out-dir", default=None, help="default: report/<profile> (report/<profile>-fastdev)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--fast-dev-run", action="store_true",
+                   help="every training capped at 2 epochs of 2 batches, 2 validation batches, at the profile's real "
+                        "sizes: proves the whole path in minutes; its numbers mean nothing (runs/<profile>-fastdev)")
     p.set_defaults(run=_report)
+
+    p = commands.add_parser("weights", help="list (and --fetch) the pretrained files a profile needs")
+    p.add_argument("--profile", choices=["smoke", "demo", "full"], default="full")
+    p.add_argument("--fetch", action="store_true",
+                   help="download the missing ones through torchvision into torch hub's cache ($TORCH_HOME)")
+    p.set_defaults(run=_weights)
     return parser
 
 

@@ -4,6 +4,10 @@
 the run and figure folders and returns a :class:`Session` that trains an experiment into its run folder
 (or reuses it) and saves figures. The notebooks then read as prose over package calls.
 
+``fast_dev_run=True`` (the idea of Lightning's ``fast_dev_run``) trains every experiment at the profile's real
+sizes but capped (:data:`hw1lib.config.FAST_DEV_RUN`), into ``runs/<profile>-fastdev`` with figures in
+``figures/<profile>-fastdev``: it proves the whole path in minutes and its numbers mean nothing.
+
 What this is not: training code (:mod:`hw1lib.engine`) or a report (:mod:`hw1lib.report`).
 """
 
@@ -12,10 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from hw1lib.config import get_config
+from hw1lib.config import FAST_DEV_RUN, get_config
 from hw1lib.data import DataRoot, data_source, load_problem1, load_problem2, prepare_data_root
 from hw1lib.paths import figures_dir
-from hw1lib.runs import Run, default_out_root, load_current
+from hw1lib.runs import Run, default_out_root, load_current, profile_folder
 
 _LOADERS = {"p1": load_problem1, "p2": load_problem2}
 
@@ -33,20 +37,27 @@ class Session:
     device: str
     seed: int
     force: bool
+    fast_dev_run: bool = False
 
     def summary(self) -> str:
-        """One Markdown line: which data, how much, and where runs and figures go."""
+        """One Markdown line: which data, how much, and where runs and figures go (and a fast dev run's caps)."""
         unit = "images" if hasattr(self.train, "labels") else "pairs"
-        return (f"**Data:** {data_source(self.root)} (`{self.root.root}`): {len(self.train)} training and "
+        line = (f"**Data:** {data_source(self.root)} (`{self.root.root}`): {len(self.train)} training and "
                 f"{len(self.val)} validation {unit}. Runs go to `{self.out_root}`, figures to `{self.figures}`.")
+        if self.fast_dev_run:
+            caps = FAST_DEV_RUN
+            line += (f"\n\n**Fast dev run:** every training is capped at {caps['epochs']} epochs of "
+                     f"{caps['max_train_batches']} batches and {caps['max_eval_batches']} validation batches, at the "
+                     "profile's real sizes; the numbers below mean nothing.")
+        return line
 
     def config(self, experiment: str):
-        """The experiment's ``TrainConfig`` under this session's profile and seed."""
-        return get_config(experiment, self.profile, seed=self.seed)
+        """The experiment's ``TrainConfig`` under this session's profile and seed (capped in a fast dev run)."""
+        return get_config(experiment, self.profile, fast_dev_run=self.fast_dev_run, seed=self.seed)
 
     def train_experiment(self, experiment: str) -> tuple[Run, str]:
         """Train ``experiment`` (or reuse its finished run) and return the run and a Markdown line about it."""
-        from hw1lib.engine import fit
+        from hw1lib.fit import fit
 
         result = fit(self.config(experiment), self.train, self.val, self.out_root, experiment, device=self.device,
                      force=self.force)
@@ -71,8 +82,11 @@ class Session:
 
 
 def setup(problem: str, data_root: str = "", profile: str = "demo", seed: int = 0, out_dir: str = "",
-          device: str = "auto", force: bool = False) -> Session:
+          device: str = "auto", force: bool = False, fast_dev_run: bool = False) -> Session:
     """Resolve or generate the data of ``problem`` (``"p1"`` or ``"p2"``), decode it, and return a Session.
+
+    ``fast_dev_run`` caps every training (see the module docstring) and sends runs and figures to the
+    profile's ``-fastdev`` folders.
 
     Raises:
         ValueError: an unknown problem.
@@ -82,5 +96,6 @@ def setup(problem: str, data_root: str = "", profile: str = "demo", seed: int = 
         raise ValueError(f"unknown problem {problem!r}; valid: {sorted(_LOADERS)}")
     root = prepare_data_root(data_root, profile, seed)
     train, val = _LOADERS[problem](root)
-    return Session(root=root, train=train, val=val, out_root=default_out_root(out_dir, profile),
-                   figures=figures_dir() / profile, profile=profile, device=device, seed=seed, force=force)
+    return Session(root=root, train=train, val=val, out_root=default_out_root(out_dir, profile, fast_dev_run),
+                   figures=figures_dir() / profile_folder(profile, fast_dev_run), profile=profile, device=device,
+                   seed=seed, force=force, fast_dev_run=fast_dev_run)

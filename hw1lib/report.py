@@ -44,6 +44,38 @@ def data_source_of(run: Run) -> str:
     return data_source(run.data_folders.get("train", Path("")))
 
 
+def is_fast_dev_run(run: Run) -> bool:
+    """Whether ``run`` was a fast dev run: its parameters cap the validation batches (``max_eval_batches``)."""
+    return run.config.get("max_eval_batches") is not None
+
+
+def fast_dev_run_statement(runs: dict[str, Run], requested: bool = False) -> str:
+    """A plain warning for the top of the report when its runs are fast dev runs; ``""`` for real runs.
+
+    The runs' own parameters decide (a validation-batch cap), not the notebook's parameter: a report never
+    presents capped runs as results. ``requested`` (the notebook's ``fast_dev_run``) only adds a warning when a
+    fast dev run was asked for but the runs found are not capped.
+    """
+    capped = {name: run for name, run in runs.items() if is_fast_dev_run(run)}
+    if not capped:
+        return ("**A fast dev run was asked for, but the runs found are not capped**: the numbers below come from "
+                "full trainings.") if requested else ""
+    epochs, train, val = (max(r.config.get(key) or 0 for r in capped.values())
+                          for key in ("epochs", "max_train_batches", "max_eval_batches"))
+    limits = f"{_count(epochs, 'epoch')} of {_count(train, 'training batch')} and {_count(val, 'validation batch')}"
+    which = "Every training was" if len(capped) == len(runs) else f"The trainings of {', '.join(capped)} were"
+    return (f"**FAST DEV RUN: the numbers in this report mean nothing.** {which} capped to at most {limits}, at the "
+            "profile's real sizes (batch and input sizes, pretrained weights, kept masks), only to prove that the "
+            "whole path runs end to end. Accuracies, mIoUs, curves, projections and masks below come from models "
+            "that barely trained, scored on a subset of the validation set. Build the report without "
+            "`FAST_DEV_RUN=1` (`--fast-dev-run`) for real results.")
+
+
+def _count(n: int, noun: str) -> str:
+    """``"1 epoch"``, ``"2 epochs"``, ``"2 training batches"``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}{'es' if noun.endswith('batch') else 's'}"
+
+
 def data_statement(runs: dict[str, Run]) -> str:
     """One paragraph saying which data the numbers come from, and what that means for comparisons."""
     sources = {data_source_of(run) for run in runs.values()}

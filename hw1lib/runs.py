@@ -43,9 +43,18 @@ def params_hash(params: dict) -> str:
     return hashlib.sha1(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
-def default_out_root(out_dir: str | Path, profile: str) -> Path:
-    """The folder of run folders: ``out_dir`` when given, else ``runs/<profile>`` (or ``$HW1_RUNS/<profile>``)."""
-    return Path(out_dir).expanduser() if str(out_dir).strip() else runs_dir() / profile
+def profile_folder(profile: str, fast_dev_run: bool = False) -> str:
+    """``<profile>``, or ``<profile>-fastdev`` for a fast dev run: the folder name of a profile's runs, figures
+    and report, so that a fast dev run's meaningless numbers never mix with a real run's (or get reused by one)."""
+    return f"{profile}-fastdev" if fast_dev_run else profile
+
+
+def default_out_root(out_dir: str | Path, profile: str, fast_dev_run: bool = False) -> Path:
+    """The folder of run folders: ``out_dir`` when given, else ``runs/<profile>`` (or ``$HW1_RUNS/<profile>``),
+    ``runs/<profile>-fastdev`` for a fast dev run."""
+    if str(out_dir).strip():
+        return Path(out_dir).expanduser()
+    return runs_dir() / profile_folder(profile, fast_dev_run)
 
 
 def _epoch_of(path: Path) -> int:

@@ -338,7 +338,7 @@ _TRAIN = textwrap.dedent("""
     from types import SimpleNamespace
     import hw1lib.runs as runs
     from hw1lib.config import TrainConfig
-    from hw1lib.engine import fit
+    from hw1lib.fit import fit
     from hw1lib.io import atomic_write
 
     out, mode = sys.argv[1], sys.argv[2]

@@ -45,7 +45,7 @@ PINNED_HASHES = {
     "demo/p1_model_b": "7d2a0f229d",
     "demo/p2_model_a": "9ec4c0eae9",
     "demo/p2_model_b": "2efd8b1cc3",
-    "full/p1_model_a": "41d814f2e3",
+    "full/p1_model_a": "33f4d27e66",
     "full/p1_model_b": "abe8a4b337",
     "full/p2_model_a": "63139f4e1d",
     "full/p2_model_b": "00db5d1496",

@@ -13,7 +13,7 @@ import hw1lib.engine as engine
 import hw1lib.precision as precision
 from hw1lib.checkpoints import load_model
 from hw1lib.config import TrainConfig
-from hw1lib.engine import fit
+from hw1lib.fit import fit
 
 
 def tiny_classification(n=60, classes=5, seed=0, key="k"):

@@ -66,3 +66,26 @@ def test_accuracy_and_matrix_layout():
     assert matrix.to_numpy().tolist() == [[1, 0, 0], [0, 1, 1], [0, 0, 1]]  # rows = ground truth
     with pytest.raises(ValueError, match="shape"):
         matrix.update(torch.zeros(2), torch.zeros(3))
+
+
+def test_matrix_equals_numpy_counts_on_random_batches():
+    rng = np.random.default_rng(1)
+    matrix, expected = ConfusionMatrix(7), np.zeros((7, 7), dtype=np.int64)
+    for shape in [(3, 17, 5), (64,), (1, 1), (2, 8, 8)]:
+        truth, pred = rng.integers(0, 7, size=shape), rng.integers(0, 7, size=shape)
+        matrix.update(torch.from_numpy(pred).to(torch.uint8), torch.from_numpy(truth))  # mixed dtypes, as in training
+        np.add.at(expected, (truth.ravel(), pred.ravel()), 1)
+    assert matrix.matrix.dtype == torch.int64
+    np.testing.assert_array_equal(matrix.to_numpy(), expected)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA: the point is that CUDA never waits")
+def test_update_never_waits_for_the_gpu():
+    matrix = ConfusionMatrix(7, "cuda")
+    truth, pred = torch.randint(0, 7, (4, 64, 64), device="cuda"), torch.randint(0, 7, (4, 64, 64), device="cuda")
+    torch.cuda.set_sync_debug_mode("error")  # any host-device synchronisation raises
+    try:
+        matrix.update(pred, truth)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert int(matrix.matrix.sum()) == truth.numel()

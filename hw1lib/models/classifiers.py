@@ -26,6 +26,7 @@ from hw1lib.models.weights import (
     RANDOM_INIT,
     load_lite0_state_dict,
     load_torchvision_state_dict,
+    torchvision_weights,
 )
 
 #: VGG-like input statistics: a fixed, data-free map of [0, 1] to [-1, 1]. The BN after the first conv
@@ -162,7 +163,7 @@ def build_efficientnet_v2_s(
 
     ``num_classes=1000`` with ``pretrained`` keeps the ImageNet classifier.
     """
-    weights = torchvision.models.EfficientNet_V2_S_Weights.IMAGENET1K_V1
+    weights = torchvision_weights("efficientnet_v2_s")
     state_dict = load_torchvision_state_dict(weights) if pretrained else None  # fail before building
     network = torchvision.models.efficientnet_v2_s(weights=None)
     if state_dict is not None:

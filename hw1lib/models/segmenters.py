@@ -16,10 +16,16 @@ import torch
 import torchvision
 from torch import nn
 from torchvision.models._utils import IntermediateLayerGetter
-from torchvision.models.segmentation import FCN, DeepLabV3_ResNet50_Weights, deeplabv3_resnet50
+from torchvision.models.segmentation import FCN, deeplabv3_resnet50
 from torchvision.transforms import v2
 
-from hw1lib.models.weights import IMAGENET_MEAN, IMAGENET_STD, RANDOM_INIT, load_torchvision_state_dict
+from hw1lib.models.weights import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    RANDOM_INIT,
+    load_torchvision_state_dict,
+    torchvision_weights,
+)
 
 
 class NormalizedSegmenter(nn.Module):
@@ -57,7 +63,11 @@ def _vgg16_as_fcn_layers(vgg: nn.Module) -> tuple[nn.Module, nn.Conv2d, nn.Conv2
 
 
 def build_fcn32s(
-    num_classes: int = 7, pretrained: bool = False, dropout: float = 0.5, batch_norm: bool = False
+    num_classes: int = 7,
+    pretrained: bool = False,
+    dropout: float = 0.5,
+    batch_norm: bool = False,
+    fc_channels: int = 4096,
 ) -> NormalizedSegmenter:
     """Build model A of Problem 2: VGG16 features, fc6/fc7 as convolutions, 1x1 score, x32 upsampling.
 
@@ -77,13 +87,27 @@ def build_fcn32s(
             random initialisation, stays at the majority class for the few hundred steps a CPU demo can
             afford; with batch norm it starts learning at once. With ImageNet weights (the ``full``
             profile) the plain VGG16 of the FCN paper trains well and is the default.
+        fc_channels: width of fc6 and fc7 (VGG16's and the FCN paper's: 4096). Narrower only from a random
+            initialisation (a CPU demo: at 4096, fc6 alone is a 7x7 conv with 103M weights, most of a step's
+            time); ImageNet's fc6/fc7 weights are 4096 wide, so ``pretrained=True`` requires 4096.
+
+    Raises:
+        ValueError: ``pretrained=True`` with ``fc_channels`` other than 4096.
     """
-    weights = torchvision.models.VGG16_BN_Weights.IMAGENET1K_V1 if batch_norm else torchvision.models.VGG16_Weights.IMAGENET1K_V1
+    if pretrained and fc_channels != 4096:
+        raise ValueError(
+            f"fc_channels={fc_channels} cannot be used with pretrained=True: the ImageNet fc6/fc7 weights are "
+            "4096 wide; use fc_channels=4096 or pretrained=False"
+        )
+    weights = torchvision_weights("fcn32s", batch_norm=batch_norm)
     state_dict = load_torchvision_state_dict(weights) if pretrained else None  # fail before building
     vgg = (torchvision.models.vgg16_bn if batch_norm else torchvision.models.vgg16)(weights=None)
     if state_dict is not None:
         vgg.load_state_dict(state_dict)
     features, fc6, fc7 = _vgg16_as_fcn_layers(vgg)
+    if fc_channels != 4096:  # a random-init demo only (checked above): fresh, narrower fc6/fc7 convolutions
+        fc6 = nn.Conv2d(fc6.in_channels, fc_channels, kernel_size=7, padding=3)
+        fc7 = nn.Conv2d(fc_channels, fc_channels, kernel_size=1)
     head = nn.Sequential(
         fc6,
         nn.ReLU(inplace=True),
@@ -141,7 +165,7 @@ def build_deeplabv3_resnet50(
 
 def _deeplab_from_coco(num_classes: int, aux_loss: bool) -> tuple[nn.Module, str]:
     """DeepLabV3 with all COCO(VOC-labels) weights, then new final 1x1 convs (and no aux head if unwanted)."""
-    weights = DeepLabV3_ResNet50_Weights.COCO_WITH_VOC_LABELS_V1
+    weights = torchvision_weights("deeplabv3_resnet50")
     state_dict = load_torchvision_state_dict(weights)
     # built exactly as the checkpoint was (21 classes, aux head) so that it loads strictly
     network = deeplabv3_resnet50(
@@ -162,7 +186,7 @@ def _deeplab_from_coco(num_classes: int, aux_loss: bool) -> tuple[nn.Module, str
 
 def _deeplab_with_imagenet_backbone(num_classes: int, aux_loss: bool) -> tuple[nn.Module, str]:
     """DeepLabV3 whose ResNet50 backbone has ImageNet weights; ASPP and heads stay random."""
-    weights = torchvision.models.ResNet50_Weights.IMAGENET1K_V1
+    weights = torchvision_weights("deeplabv3_resnet50", pretrained_backbone_only=True)
     state_dict = load_torchvision_state_dict(weights)
     network = deeplabv3_resnet50(weights=None, weights_backbone=None, num_classes=num_classes, aux_loss=aux_loss)
     # the backbone is ResNet50 up to layer4: everything but the ImageNet classifier must match, strictly

@@ -1,0 +1,117 @@
+"""``python -m hw1lib train EXPERIMENT``: train one experiment into the run folder its notebook would use.
+
+Why a command besides the notebooks: a long training (``full`` on a GPU, or on several GPUs or machines
+under ``torchrun``) should not depend on a notebook kernel staying alive. It calls the same
+:func:`hw1lib.fit.fit` with the same configuration (:func:`hw1lib.config.get_config`), data and
+out root (:func:`hw1lib.runs.default_out_root`) as :func:`hw1lib.notebook.setup`, so the run folder has
+the same name and the notebook, run afterwards, reuses the finished run instead of training again.
+
+Under ``torchrun --nproc-per-node N`` the same command trains on N processes (see
+:mod:`hw1lib.distributed`); a rerun after a failure resumes from the last complete epoch, with any
+number of processes.
+"""
+
+from __future__ import annotations
+
+import os
+
+from torch.distributed.elastic.multiprocessing.errors import record
+
+from hw1lib import distributed
+from hw1lib.config import EXPERIMENTS, get_config
+from hw1lib.data import load_problem1, load_problem2, prepare_data_root
+from hw1lib.runs import default_out_root
+
+_LOADERS = {"p1": load_problem1, "p2": load_problem2}
+
+#: test hook (environment variable): rank 1 exits with status 1 at the start of this epoch (2 or later), after
+#: every rank finished the epoch before; lets the tests kill a rank mid-run at a known point
+DIE_AT_EPOCH_ENV = "HW1_TEST_DIE_AT_EPOCH"
+
+
+def train_experiment(experiment: str, profile: str = "demo", data: str = "", out_dir: str = "", device: str = "auto",
+                     seed: int = 0, fast_dev_run: bool = False) -> dict:
+    """Train ``experiment`` (or reuse its finished run) exactly as its notebook would, on one or several processes.
+
+    Args:
+        experiment: ``p1_model_a``, ``p1_model_b``, ``p2_model_a`` or ``p2_model_b``.
+        profile: ``smoke``, ``demo`` or ``full``.
+        data: the real data root, or ``""`` for the profile's generated stand-in.
+        out_dir: the folder of run folders, or ``""`` for the notebooks' default (``runs/<profile>``, or
+            ``runs/<profile>-fastdev`` for a fast dev run).
+        device: ``auto``, ``cpu``, ``cuda`` (``cuda:LOCAL_RANK`` under torchrun) or ``cuda:N``.
+        seed: the run's seed (the notebooks' ``seed`` parameter).
+        fast_dev_run: cap epochs and batches (:data:`hw1lib.config.FAST_DEV_RUN`).
+
+    Returns:
+        :func:`hw1lib.fit.fit`'s result (rank 0's on every rank).
+
+    Raises:
+        ValueError: an unknown experiment or profile, an unusable device, or a batch size the processes
+            cannot share evenly.
+    """
+    if experiment not in EXPERIMENTS:
+        raise ValueError(f"unknown experiment {experiment!r}; valid: {list(EXPERIMENTS)}")
+    config = get_config(experiment, profile, fast_dev_run=fast_dev_run, seed=seed)
+    from hw1lib.fit import fit  # after the argument checks: importing the models takes a while
+
+    joined = not distributed.is_distributed()  # leave at the end only a process group this call joined
+    try:
+        resolved = distributed.setup(device)
+        distributed.check_batch_size(config.batch_size)  # before loading anything
+        train, val = _load(experiment[:2], data, profile, seed)
+        out_root = default_out_root(out_dir, profile, fast_dev_run)
+        if distributed.is_main():
+            group = distributed.backend() or "no process group"
+            distributed.log(f"{experiment} ({profile}) on {distributed.world_size()} process(es), {group}, "
+                            f"device {resolved}: run folders in {out_root}")
+        result = fit(config, train, val, out_root, experiment, device=str(resolved), progress=distributed.is_main(),
+                     on_epoch_end=_die_at_epoch_hook())
+    except BaseException as error:
+        # no clean-up here: leaving a group whose peer died can block; the process exits and torchrun stops the rest
+        if distributed.launched_world_size() > 1:  # the CLI's own error line does not say which process failed
+            distributed.log(f"failed: {type(error).__name__}: {error}")
+        raise
+    if joined:
+        distributed.cleanup()
+    return result
+
+
+#: the command's entry point: under torchrun, a failure's traceback goes into torchrun's failure summary
+train_command = record(train_experiment)
+
+
+def summary(result: dict) -> str:
+    """One line about a finished (or reused) run, for the command's output."""
+    metric = result["metric"]
+    action = "reused" if result["reused"] else "trained"
+    return (f"{action} {result['run_dir']}: best val {metric} {result[f'best_val_{metric}']:.4f} at epoch "
+            f"{result['best_epoch']} of {result['final_epoch']}; {result['stop_reason']}")
+
+
+def _load(problem: str, data: str, profile: str, seed: int):
+    """The problem's data, rank 0 first: it generates a missing stand-in and fills the decode cache, which the
+    other ranks then read (each rank holds the whole data set on its device)."""
+    if distributed.is_main():
+        loaded = _LOADERS[problem](prepare_data_root(data, profile, seed))
+    distributed.barrier()
+    if not distributed.is_main():
+        loaded = _LOADERS[problem](prepare_data_root(data, profile, seed))
+    return loaded
+
+
+def _die_at_epoch_hook():
+    """The ``HW1_TEST_DIE_AT_EPOCH`` hook as an ``on_epoch_end`` callback, or None when the variable is unset."""
+    text = os.environ.get(DIE_AT_EPOCH_ENV, "").strip()
+    if not text:
+        return None
+    die_at = int(text)
+
+    def hook(epoch: int, row: dict) -> None:
+        if epoch == die_at - 1:
+            distributed.barrier()  # rank 0 has written this epoch's files: the last complete epoch is `epoch`
+            if distributed.rank() == 1:
+                distributed.log(f"{DIE_AT_EPOCH_ENV}={die_at}: exiting at the start of epoch {die_at}")
+                os._exit(1)
+
+    return hook
