@@ -37,8 +37,9 @@ print(json.dumps({"items": len(data), "seconds": seconds, "from_cache": data.fro
 def load_in_child(kind: str, folder: Path, cache: Path) -> dict:
     """Load one folder in a fresh interpreter with ``HW1_CACHE=cache``; return its measurements."""
     env = {**os.environ, "HW1_CACHE": str(cache)}
-    out = subprocess.run([sys.executable, "-c", CHILD, kind, str(folder)], env=env, capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, kind, str(folder)], env=env, capture_output=True, text=True, check=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -56,15 +57,22 @@ def main() -> None:
         print(f"stand-in (full) {done} in {time.perf_counter() - started:.0f} s")
         root = find_data_root(standin_dir("full"))
     with tempfile.TemporaryDirectory() as cache:
-        print(f"{'folder':<34}{'items':>7}{'cold s':>9}{'cached s':>10}{'tensor MB':>11}"
-              f"{'peak RSS MB (cold/cached)':>28}")
-        for kind, folder in [("p1", root.p1 / "train_50"), ("p1", root.p1 / "val_50"), ("p2", root.p2 / "train"),
-                             ("p2", root.p2 / "validation")]:
+        print(
+            f"{'folder':<34}{'items':>7}{'cold s':>9}{'cached s':>10}{'tensor MB':>11}{'peak RSS MB (cold/cached)':>28}"
+        )
+        for kind, folder in [
+            ("p1", root.p1 / "train_50"),
+            ("p1", root.p1 / "val_50"),
+            ("p2", root.p2 / "train"),
+            ("p2", root.p2 / "validation"),
+        ]:
             cold, cached = load_in_child(kind, folder, Path(cache)), load_in_child(kind, folder, Path(cache))
             assert not cold["from_cache"] and cached["from_cache"]
-            print(f"{str(folder.relative_to(root.root)):<34}{cold['items']:>7}{cold['seconds']:>9.2f}"
-                  f"{cached['seconds']:>10.2f}{cold['tensor_mb']:>11.0f}{cold['peak_rss_mb']:>17.0f}"
-                  f" / {cached['peak_rss_mb']:.0f}")
+            print(
+                f"{str(folder.relative_to(root.root)):<34}{cold['items']:>7}{cold['seconds']:>9.2f}"
+                f"{cached['seconds']:>10.2f}{cold['tensor_mb']:>11.0f}{cold['peak_rss_mb']:>17.0f}"
+                f" / {cached['peak_rss_mb']:.0f}"
+            )
 
 
 if __name__ == "__main__":

@@ -49,8 +49,12 @@ from hw1lib.precision import resolve_device, resolve_precision
 
 SECTIONS = ("fit", "models", "segmenters", "grader")
 #: the grader's commands timed in (d): (command, experiment, validation folder under the data root)
-GRADER_COMMANDS = (("classify", "p1_model_a", "p1_data/val_50"), ("classify", "p1_model_b", "p1_data/val_50"),
-                   ("segment", "p2_model_a", "p2_data/validation"), ("segment", "p2_model_b", "p2_data/validation"))
+GRADER_COMMANDS = (
+    ("classify", "p1_model_a", "p1_data/val_50"),
+    ("classify", "p1_model_b", "p1_data/val_50"),
+    ("segment", "p2_model_a", "p2_data/validation"),
+    ("segment", "p2_model_b", "p2_data/validation"),
+)
 SEGMENTERS = (("p2_model_b", "deeplabv3_resnet50"), ("p2_model_a", "fcn32s"))
 
 
@@ -78,13 +82,21 @@ def make_check_plan(quick: bool, device: torch.device) -> CheckPlan:
     if quick:
         # (c) at the smoke recipes' batch 4 (the models section's rows, reused) and at batch 2 (measured)
         # (d) with EfficientNetV2-S at the quick plan's 32 px instead of 224 (the costliest command on a CPU)
-        return CheckPlan(True, "smoke", {"epochs": 1, "batch_size": 50, "eval_batch_size": 100}, bench, (4, 2),
-                         bench.p2_side, {"fit": 15, "models": 40, "segmenters": 20, "grader": 45},
-                         {"p1_model_b": {"model_kwargs": {"input_size": bench.pretrained_side}}})
+        return CheckPlan(
+            True,
+            "smoke",
+            {"epochs": 1, "batch_size": 50, "eval_batch_size": 100},
+            bench,
+            (4, 2),
+            bench.p2_side,
+            {"fit": 15, "models": 40, "segmenters": 20, "grader": 45},
+            {"p1_model_b": {"model_kwargs": {"input_size": bench.pretrained_side}}},
+        )
     # fewer repeats than the benchmark's: (b) is a check of every model, not the benchmark's medians
     bench = dataclasses.replace(bench, warmup_steps=1, timed_steps=5, steps_per_call=5)
-    return CheckPlan(False, "full", {"epochs": 5}, bench, (8, 16), 512,
-                     {"fit": 90, "models": 180, "segmenters": 90, "grader": 120})
+    return CheckPlan(
+        False, "full", {"epochs": 5}, bench, (8, 16), 512, {"fit": 90, "models": 180, "segmenters": 90, "grader": 120}
+    )
 
 
 class Deadlines:
@@ -119,8 +131,13 @@ def driver_version() -> str | None:
     if not shutil.which("nvidia-smi"):
         return None
     try:
-        done = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                              capture_output=True, text=True, timeout=30, check=True)
+        done = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return done.stdout.strip().splitlines()[0] if done.stdout.strip() else None
@@ -130,9 +147,13 @@ def machine(device: torch.device, command: str) -> dict:
     """:func:`benchmarks.bench.run.environment` plus driver, CUDA, cuDNN, torchvision and the GPU's memory."""
     import torchvision
 
-    info = {**environment(device, command), "torchvision": torchvision.__version__, "cuda": torch.version.cuda,
-            "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
-            "driver": driver_version()}
+    info = {
+        **environment(device, command),
+        "torchvision": torchvision.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+        "driver": driver_version(),
+    }
     if device.type == "cuda":
         info["gpu_memory_gib"] = torch.cuda.get_device_properties(device).total_memory / 2**30
     return info
@@ -170,22 +191,47 @@ def check_fit(plan: CheckPlan, root: Path, device: torch.device, out: Path, dead
 
     def on_epoch_end(epoch: int, row: dict) -> None:
         marks.append(time.perf_counter())
-        epochs.append({"epoch": epoch, "seconds": row["seconds"], "wall_seconds": marks[-1] - marks[-2],
-                       "train_images_per_s": len(train) / row["seconds"], "val_acc": row["val_acc"]})
+        epochs.append(
+            {
+                "epoch": epoch,
+                "seconds": row["seconds"],
+                "wall_seconds": marks[-1] - marks[-2],
+                "train_images_per_s": len(train) / row["seconds"],
+                "val_acc": row["val_acc"],
+            }
+        )
         log(f"fit: epoch {epoch}: {row['seconds']:.2f} s (train + validation), val acc {row['val_acc']:.3f}")
         if deadlines.left("fit") <= 0 and epoch < config.epochs:
             raise _TimeSpent
 
-    result = {"experiment": "p1_model_a", "recipe": "full", "overrides": plan.p1_overrides,
-              "train_images": len(train), "val_images": len(val), "decode_seconds": decode, "epochs": epochs}
+    result = {
+        "experiment": "p1_model_a",
+        "recipe": "full",
+        "overrides": plan.p1_overrides,
+        "train_images": len(train),
+        "val_images": len(val),
+        "decode_seconds": decode,
+        "epochs": epochs,
+    }
     try:
-        metrics = fit(config, train, val, out / "runs", "p1_model_a", device=str(device), force=True, progress=False,
-                      on_epoch_end=on_epoch_end)
+        metrics = fit(
+            config,
+            train,
+            val,
+            out / "runs",
+            "p1_model_a",
+            device=str(device),
+            force=True,
+            progress=False,
+            on_epoch_end=on_epoch_end,
+        )
         result.update(best_val_acc=metrics["best_val_acc"], checkpoint=str(Path(metrics["run_dir"]) / "best.pt"))
     except _TimeSpent:
         result["stopped"] = f"after epoch {len(epochs)} of {config.epochs}: the fit section's time was spent"
-    result["first_epoch_note"] = ("epoch 1's wall time includes fit's set-up (building the model, moving the data "
-                                  "to the device); on a GPU both its times include cudnn's autotuning")
+    result["first_epoch_note"] = (
+        "epoch 1's wall time includes fit's set-up (building the model, moving the data "
+        "to the device); on a GPU both its times include cudnn's autotuning"
+    )
     result["precision"] = resolve_precision(config, device)
     return result
 
@@ -194,8 +240,9 @@ def check_fit(plan: CheckPlan, root: Path, device: torch.device, out: Path, dead
 # (b) every model's bench row, (c) the segmenters at two batches
 
 
-def _measure_rows(cases: list[tuple[str, ModelCase]], section: str, device: torch.device, plan: CheckPlan,
-                  deadlines: Deadlines) -> tuple[list[dict], list[dict]]:
+def _measure_rows(
+    cases: list[tuple[str, ModelCase]], section: str, device: torch.device, plan: CheckPlan, deadlines: Deadlines
+) -> tuple[list[dict], list[dict]]:
     """Measure each ``(name, case)`` with :func:`measure_model` while ``section`` has time; ``(rows, skipped)``.
 
     A case that fails (out of memory on a smaller GPU, say) is a finding: its row holds the error.
@@ -210,8 +257,14 @@ def _measure_rows(cases: list[tuple[str, ModelCase]], section: str, device: torc
             rows.append({**measure_model(case, device, plan.bench), "item": name})
             log(f"{section}: {name}: {rows[-1]['train_images_per_s']:.1f} train img/s")
         except Exception as error:  # noqa: BLE001  reported in the row, the check goes on
-            rows.append({"item": name, "model": case.config.model, "batch_size": case.config.batch_size,
-                         "error": f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"})
+            rows.append(
+                {
+                    "item": name,
+                    "model": case.config.model,
+                    "batch_size": case.config.batch_size,
+                    "error": f"{type(error).__name__}: {str(error).splitlines()[0][:200]}",
+                }
+            )
             log(f"{section}: {name} failed: {rows[-1]['error']}")
         finally:
             if device.type == "cuda":
@@ -230,8 +283,9 @@ def segmenter_case(experiment: str, batch: int, side: int) -> ModelCase:
     """The ``full`` recipe of a P2 experiment at ``batch`` (training and inference) on ``side``-pixel images."""
     config = get_config(experiment, "full")
     augment = {k: v for k, v in config.augment.items() if k != "out_size"}
-    config = dataclasses.replace(config, pretrained=False, batch_size=batch, eval_batch_size=batch, augment=augment,
-                                 keep_mask_ids=[])
+    config = dataclasses.replace(
+        config, pretrained=False, batch_size=batch, eval_batch_size=batch, augment=augment, keep_mask_ids=[]
+    )
     return ModelCase(config, side, side)
 
 
@@ -240,8 +294,14 @@ def check_segmenters(plan: CheckPlan, device: torch.device, deadlines: Deadlines
     reused, cases = [], []
     for experiment, model in SEGMENTERS:
         for batch in plan.segmenter_batches:
-            same = [r for r in model_rows if r.get("model") == model and r.get("batch_size") == batch
-                    and r.get("input") == f"{plan.segmenter_side}x{plan.segmenter_side}" and "error" not in r]
+            same = [
+                r
+                for r in model_rows
+                if r.get("model") == model
+                and r.get("batch_size") == batch
+                and r.get("input") == f"{plan.segmenter_side}x{plan.segmenter_side}"
+                and "error" not in r
+            ]
             if same:
                 reused.append({**same[0], "item": f"{model} batch {batch}", "source": "the models section's row"})
             else:
@@ -268,11 +328,22 @@ def random_checkpoint(experiment: str, folder: Path, overrides: dict | None = No
     return RunFolder(folder / f"{experiment}-untrained").save_weights(weights, "best")
 
 
-def run_grader_command(command: str, image_dir: Path, output: Path, checkpoint: Path, device: torch.device,
-                       timeout: float) -> dict:
+def run_grader_command(
+    command: str, image_dir: Path, output: Path, checkpoint: Path, device: torch.device, timeout: float
+) -> dict:
     """Run ``python -m hw1lib <command>`` as the grader would, and time the whole process."""
-    argv = [sys.executable, "-m", "hw1lib", command, str(image_dir), str(output), "--checkpoint", str(checkpoint),
-            "--device", device.type]
+    argv = [
+        sys.executable,
+        "-m",
+        "hw1lib",
+        command,
+        str(image_dir),
+        str(output),
+        "--checkpoint",
+        str(checkpoint),
+        "--device",
+        device.type,
+    ]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
     tic = time.perf_counter()
     try:
@@ -292,8 +363,9 @@ def _outputs(command: str, output: Path) -> int:
     return len(list(output.glob("*.png"))) if output.is_dir() else 0
 
 
-def check_grader(plan: CheckPlan, root: Path, checkpoints: dict[str, Path], device: torch.device, out: Path,
-                 deadlines: Deadlines) -> dict:
+def check_grader(
+    plan: CheckPlan, root: Path, checkpoints: dict[str, Path], device: torch.device, out: Path, deadlines: Deadlines
+) -> dict:
     """(d): each of :data:`GRADER_COMMANDS` on the stand-in's validation images, with ``checkpoints[experiment]``."""
     rows, skips = [], []
     for command, experiment, folder in GRADER_COMMANDS:
@@ -307,17 +379,28 @@ def check_grader(plan: CheckPlan, root: Path, checkpoints: dict[str, Path], devi
         output = out / "grader" / (f"{experiment}.csv" if command == "classify" else experiment)
         timeout = max(60.0, deadlines.left("grader") + 60.0)
         row = run_grader_command(command, images, output, checkpoints[experiment], device, timeout)
-        rows.append({"command": command, "experiment": experiment, "images": count,
-                     "outputs": _outputs(command, output), "checkpoint": str(checkpoints[experiment]),
-                     "recipe_overrides": plan.grader_overrides.get(experiment, {}), **row})
+        rows.append(
+            {
+                "command": command,
+                "experiment": experiment,
+                "images": count,
+                "outputs": _outputs(command, output),
+                "checkpoint": str(checkpoints[experiment]),
+                "recipe_overrides": plan.grader_overrides.get(experiment, {}),
+                **row,
+            }
+        )
         log(f"grader: {item}: {row['seconds']:.1f} s for {count} images (exit {row['returncode']})")
     return {"rows": rows, "skipped": skips}
 
 
 def grader_checkpoints(plan: CheckPlan, fit_result: dict, folder: Path) -> dict[str, Path]:
     """P1 model A's best checkpoint from (a) when it finished; untrained ones for the other experiments."""
-    paths = {experiment: random_checkpoint(experiment, folder, plan.grader_overrides.get(experiment))
-             for _, experiment, _ in GRADER_COMMANDS if experiment != "p1_model_a" or not fit_result.get("checkpoint")}
+    paths = {
+        experiment: random_checkpoint(experiment, folder, plan.grader_overrides.get(experiment))
+        for _, experiment, _ in GRADER_COMMANDS
+        if experiment != "p1_model_a" or not fit_result.get("checkpoint")
+    }
     if fit_result.get("checkpoint"):
         paths["p1_model_a"] = Path(fit_result["checkpoint"])
     return paths
@@ -390,14 +473,23 @@ def header_lines(results: dict) -> list[str]:
 
 def fit_markdown(fit: dict) -> list[str]:
     """(a) as a paragraph and a table of epochs."""
-    rows = [{"epoch": e["epoch"], "train + validation s": f"{e['seconds']:.2f}",
-             "wall s (with checkpoint writes)": f"{e['wall_seconds']:.2f}",
-             "train img/s (epoch incl. validation)": f"{e['train_images_per_s']:,.0f}",
-             "val acc": f"{e['val_acc']:.3f}"} for e in fit["epochs"]]
-    lines = [f"P1 model A, `full` recipe with {fit['overrides']}, {fit['train_images']:,} training and "
-             f"{fit['val_images']:,} validation images (decoded in {fit['decode_seconds']:.1f} s), "
-             f"precision {fit['precision']}. {fit['first_epoch_note']}.", "",
-             markdown_table(pd.DataFrame(rows))]
+    rows = [
+        {
+            "epoch": e["epoch"],
+            "train + validation s": f"{e['seconds']:.2f}",
+            "wall s (with checkpoint writes)": f"{e['wall_seconds']:.2f}",
+            "train img/s (epoch incl. validation)": f"{e['train_images_per_s']:,.0f}",
+            "val acc": f"{e['val_acc']:.3f}",
+        }
+        for e in fit["epochs"]
+    ]
+    lines = [
+        f"P1 model A, `full` recipe with {fit['overrides']}, {fit['train_images']:,} training and "
+        f"{fit['val_images']:,} validation images (decoded in {fit['decode_seconds']:.1f} s), "
+        f"precision {fit['precision']}. {fit['first_epoch_note']}.",
+        "",
+        markdown_table(pd.DataFrame(rows)),
+    ]
     return lines + (["", f"Stopped {fit['stopped']}."] if fit.get("stopped") else [])
 
 
@@ -412,20 +504,29 @@ def rows_markdown(section: dict) -> list[str]:
 
 def grader_markdown(grader: dict) -> list[str]:
     """(d): one row per command."""
-    rows = [{"command": f"python -m hw1lib {r['command']}", "experiment": r["experiment"] + (
-        f" {r['recipe_overrides']}" if r.get("recipe_overrides") else ""), "images": r["images"],
-             "outputs": r["outputs"], "seconds (process, model load included)": f"{r['seconds']:.1f}",
-             "status": "ok" if r["returncode"] == 0 else f"failed: {r.get('error', '')}"} for r in grader["rows"]]
+    rows = [
+        {
+            "command": f"python -m hw1lib {r['command']}",
+            "experiment": r["experiment"] + (f" {r['recipe_overrides']}" if r.get("recipe_overrides") else ""),
+            "images": r["images"],
+            "outputs": r["outputs"],
+            "seconds (process, model load included)": f"{r['seconds']:.1f}",
+            "status": "ok" if r["returncode"] == 0 else f"failed: {r.get('error', '')}",
+        }
+        for r in grader["rows"]
+    ]
     return [markdown_table(pd.DataFrame(rows))]
 
 
 def format_markdown(results: dict) -> str:
     """The check's tables in markdown (what ``gpu_check.md`` holds)."""
     lines = ["# GPU check", "", *(f"- {line}" for line in header_lines(results)), ""]
-    sections = [("(a) P1 model A through `fit`", fit_markdown(results["fit"])),
-                ("(b) Every model at its recipe's batches", rows_markdown(results["models"])),
-                ("(c) DeepLabV3 and FCN32s training", rows_markdown(results["segmenters"])),
-                ("(d) The grader's commands", grader_markdown(results["grader"]))]
+    sections = [
+        ("(a) P1 model A through `fit`", fit_markdown(results["fit"])),
+        ("(b) Every model at its recipe's batches", rows_markdown(results["models"])),
+        ("(c) DeepLabV3 and FCN32s training", rows_markdown(results["segmenters"])),
+        ("(d) The grader's commands", grader_markdown(results["grader"])),
+    ]
     for title, body in sections:
         lines += [f"## {title}", "", *body, ""]
     skips = [s for name in SECTIONS for s in results[name].get("skipped", [])]
@@ -440,9 +541,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("out_dir", type=Path, help="where gpu_check.json, gpu_check.md and the runs go")
     parser.add_argument("--device", default="auto", help="auto (default), cuda, cuda:N or cpu")
     parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke stand-in, 1 epoch), minutes on a CPU")
-    parser.add_argument("--standin", type=Path, default=None,
-                        help="stand-in folder (default: data/standin-full, which make report PROFILE=full reads; "
-                             "with --quick, OUT_DIR/standin-smoke)")
+    parser.add_argument(
+        "--standin",
+        type=Path,
+        default=None,
+        help="stand-in folder (default: data/standin-full, which make report PROFILE=full reads; "
+        "with --quick, OUT_DIR/standin-smoke)",
+    )
     return parser.parse_args(argv)
 
 

@@ -18,8 +18,8 @@ import tempfile
 import time
 
 import hw1lib  # noqa: F401  (torchvision import fix before anything imports torchvision)
-from hw1lib.data import load_problem1, prepare_data_root
 from hw1lib.config import get_config
+from hw1lib.data import load_problem1, prepare_data_root
 from hw1lib.fit import fit
 from hw1lib.precision import native_cpu_bf16
 
@@ -37,9 +37,12 @@ def main(seeds: list[int]) -> None:
             tic = time.perf_counter()
             result = fit(config, train, val, out, "p1_model_a", device="cpu", progress=False)
             scores[bf16].append(result["best_val_acc"])
-            print(f"seed {seed} {'bf16' if bf16 else 'fp32'}: best val acc {result['best_val_acc']:.4f} "
-                  f"(epoch {result['best_epoch']}), training {result['train_seconds']:.0f} s, "
-                  f"wall {time.perf_counter() - tic:.0f} s", flush=True)
+            print(
+                f"seed {seed} {'bf16' if bf16 else 'fp32'}: best val acc {result['best_val_acc']:.4f} "
+                f"(epoch {result['best_epoch']}), training {result['train_seconds']:.0f} s, "
+                f"wall {time.perf_counter() - tic:.0f} s",
+                flush=True,
+            )
     for bf16, values in scores.items():
         print(f"{'bf16' if bf16 else 'fp32'}: mean {statistics.mean(values):.4f} over seeds {seeds}")
 

@@ -11,11 +11,15 @@ to the profile's ``-fastdev`` folders.
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+from hw1lib import progress
 from hw1lib.config import PROFILES
-from hw1lib.io import save_json
+from hw1lib.io import save_json, write_text
 from hw1lib.paths import REPO_ROOT
 from hw1lib.runs import profile_folder
 
@@ -28,21 +32,62 @@ class ReportError(RuntimeError):
     """A notebook failed while building the report (the message names the notebook and the cell)."""
 
 
+@contextmanager
+def _kernel_environment() -> Iterator[None]:
+    """Environment of the notebooks' kernels: text progress bars (:mod:`hw1lib.progress`); restored afterwards."""
+    previous = os.environ.get(progress.ENV_VAR)
+    os.environ[progress.ENV_VAR] = "text"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(progress.ENV_VAR, None)
+        else:
+            os.environ[progress.ENV_VAR] = previous
+
+
+def _merge_streams(path: Path) -> None:
+    """Merge each cell's consecutive stream outputs, applying carriage returns, so a text progress bar is saved
+    (and exported) as its final line instead of one line per update."""
+    import nbformat
+    from nbconvert.preprocessors import CoalesceStreamsPreprocessor
+
+    notebook = nbformat.read(path, as_version=4)
+    notebook, _ = CoalesceStreamsPreprocessor().preprocess(notebook, {})
+    write_text(path, nbformat.writes(notebook))
+
+
 def _execute(notebook: Path, output: Path, parameters: dict) -> None:
     """Execute one notebook with papermill; a failure raises :class:`ReportError` naming notebook and cell."""
     import papermill as pm
 
     try:
-        pm.execute_notebook(str(notebook), str(output), parameters=parameters, cwd=str(NOTEBOOK_DIR),
-                            kernel_name="python3", progress_bar=False)
+        with _kernel_environment():
+            pm.execute_notebook(
+                str(notebook),
+                str(output),
+                parameters=parameters,
+                cwd=str(NOTEBOOK_DIR),
+                kernel_name="python3",
+                progress_bar=False,
+            )
     except pm.PapermillExecutionError as error:
-        raise ReportError(f"{notebook.name} failed in cell [{error.exec_count}] ({error.ename}: {error.evalue}). "
-                          f"The executed copy with the traceback is {output}; finished trainings are kept in their "
-                          "run folders and will be reused.") from None
+        raise ReportError(
+            f"{notebook.name} failed in cell [{error.exec_count}] ({error.ename}: {error.evalue}). "
+            f"The executed copy with the traceback is {output}; finished trainings are kept in their "
+            "run folders and will be reused."
+        ) from None
+    _merge_streams(output)
 
 
-def build_report(profile: str = "demo", data: str = "", out_dir: str | Path | None = None, device: str = "auto",
-                 seed: int = 0, fast_dev_run: bool = False) -> dict[str, Path]:
+def build_report(
+    profile: str = "demo",
+    data: str = "",
+    out_dir: str | Path | None = None,
+    device: str = "auto",
+    seed: int = 0,
+    fast_dev_run: bool = False,
+) -> dict[str, Path]:
     """Run notebooks 01-05 and the report notebook, then export HTML and PDF.
 
     Args:
@@ -64,11 +109,17 @@ def build_report(profile: str = "demo", data: str = "", out_dir: str | Path | No
         raise ValueError(f"unknown profile {profile!r}; valid: {list(PROFILES)}")
 
     out = Path(out_dir) if out_dir else REPO_ROOT / "report" / profile_folder(profile, fast_dev_run)
+    prepare_data_root(data, profile, seed)  # a bad data path fails here, before any training or folder
     executed = out / "notebooks"
     executed.mkdir(parents=True, exist_ok=True)
-    prepare_data_root(data, profile, seed)  # a bad data path fails here, before any training
-    parameters = {"data_root": str(data), "profile": profile, "device": device, "seed": seed, "out_dir": "",
-                  "fast_dev_run": fast_dev_run}
+    parameters = {
+        "data_root": str(data),
+        "profile": profile,
+        "device": device,
+        "seed": seed,
+        "out_dir": "",
+        "fast_dev_run": fast_dev_run,
+    }
     timings: dict[str, float] = {}
     for name in TRAINING_NOTEBOOKS:
         started = time.perf_counter()
@@ -77,11 +128,17 @@ def build_report(profile: str = "demo", data: str = "", out_dir: str | Path | No
         timings[name] = time.perf_counter() - started
         print(f"[report] {name}.ipynb done in {timings[name]:.0f} s", flush=True)
     save_json(timings, out / "timings.json")
-    report_params = {"profile": profile, "out_dir": "", "timings_file": str(out / "timings.json"),
-                     "fast_dev_run": fast_dev_run}
+    report_params = {
+        "profile": profile,
+        "out_dir": "",
+        "timings_file": str(out / "timings.json"),
+        "fast_dev_run": fast_dev_run,
+    }
     _execute(NOTEBOOK_DIR / f"{REPORT_NOTEBOOK}.ipynb", executed / f"{REPORT_NOTEBOOK}.ipynb", report_params)
-    written = {"html": export_html(executed / f"{REPORT_NOTEBOOK}.ipynb", out / "report.html", hide_code=True),
-               "notebooks": executed}
+    written = {
+        "html": export_html(executed / f"{REPORT_NOTEBOOK}.ipynb", out / "report.html", hide_code=True),
+        "notebooks": executed,
+    }
     for name in (*TRAINING_NOTEBOOKS, REPORT_NOTEBOOK):
         export_html(executed / f"{name}.ipynb", executed / f"{name}.html", hide_code=False)
     try:

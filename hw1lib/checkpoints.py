@@ -32,9 +32,14 @@ def model_meta(config: object, model: nn.Module) -> dict:
         config: the run's ``TrainConfig``.
         model: the built model (its ``weights_source`` sentence is kept for the report).
     """
-    return {"task": config.task, "model": config.model, "num_classes": config.num_classes,
-            "model_kwargs": dict(config.model_kwargs), "weights_source": getattr(model, "weights_source", "unknown"),
-            "hw1lib": hw1lib.__version__}
+    return {
+        "task": config.task,
+        "model": config.model,
+        "num_classes": config.num_classes,
+        "model_kwargs": dict(config.model_kwargs),
+        "weights_source": getattr(model, "weights_source", "unknown"),
+        "hw1lib": hw1lib.__version__,
+    }
 
 
 def read_checkpoint(path: str | Path) -> dict:
@@ -51,12 +56,16 @@ def read_checkpoint(path: str | Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        raise CheckpointError(f"{path} was refused: it contains Python objects that only a full unpickling could "
-                              "build, and unpickling a file can run arbitrary code; only plain hw1lib checkpoints "
-                              f"are opened ({_first_line(error)})") from None
+        raise CheckpointError(
+            f"{path} was refused: it contains Python objects that only a full unpickling could "
+            "build, and unpickling a file can run arbitrary code; only plain hw1lib checkpoints "
+            f"are opened ({_first_line(error)})"
+        ) from None
     except Exception as error:  # zip reader errors, EOF, not a torch file at all
-        raise CheckpointError(f"{path} is not a readable checkpoint (truncated or not a torch file: "
-                              f"{type(error).__name__}: {_first_line(error)})") from None
+        raise CheckpointError(
+            f"{path} is not a readable checkpoint (truncated or not a torch file: "
+            f"{type(error).__name__}: {_first_line(error)})"
+        ) from None
     if not isinstance(state, dict) or "model" not in state or "meta" not in state:
         raise CheckpointError(f"{path} is not an hw1lib checkpoint (expected a dict with 'model' and 'meta')")
     return state
@@ -70,16 +79,22 @@ def _first_line(error: BaseException) -> str:
 def load_state_dict_checked(model: nn.Module, state_dict: dict, path: str | Path) -> None:
     """``model.load_state_dict(strict=True)`` whose error names the file and the first missing/unexpected keys."""
     result = model.load_state_dict(state_dict, strict=False)
-    mismatched = [k for k, v in state_dict.items() if k in model.state_dict() and model.state_dict()[k].shape != v.shape]
+    mismatched = [
+        k for k, v in state_dict.items() if k in model.state_dict() and model.state_dict()[k].shape != v.shape
+    ]
     if result.missing_keys or result.unexpected_keys:
-        raise CheckpointError(f"{path} does not fit the model: {len(result.missing_keys)} missing keys "
-                              f"{result.missing_keys[:3]}, {len(result.unexpected_keys)} unexpected keys "
-                              f"{result.unexpected_keys[:3]}")
+        raise CheckpointError(
+            f"{path} does not fit the model: {len(result.missing_keys)} missing keys "
+            f"{result.missing_keys[:3]}, {len(result.unexpected_keys)} unexpected keys "
+            f"{result.unexpected_keys[:3]}"
+        )
     if mismatched:
         raise CheckpointError(f"{path} does not fit the model: shapes differ for {mismatched[:3]}")
 
 
-def load_model(checkpoint: str | Path, device: str | torch.device = "cpu", task: str | None = None) -> tuple[nn.Module, dict]:
+def load_model(
+    checkpoint: str | Path, device: str | torch.device = "cpu", task: str | None = None
+) -> tuple[nn.Module, dict]:
     """Rebuild a model from a ``best.pt``/``epoch_NNN.pt``/``last.pt`` checkpoint, safely (see the module doc).
 
     Args:
@@ -93,8 +108,9 @@ def load_model(checkpoint: str | Path, device: str | torch.device = "cpu", task:
     state = read_checkpoint(checkpoint)
     meta = state["meta"]
     if task is not None and meta.get("task") != task:
-        raise CheckpointError(f"{checkpoint} is a {meta.get('task')} checkpoint ({meta.get('model')}); "
-                              f"a {task} checkpoint is needed here")
+        raise CheckpointError(
+            f"{checkpoint} is a {meta.get('task')} checkpoint ({meta.get('model')}); a {task} checkpoint is needed here"
+        )
     try:
         model = build_model(meta["model"], num_classes=meta["num_classes"], pretrained=False, **meta["model_kwargs"])
     except (KeyError, TypeError, ValueError) as error:

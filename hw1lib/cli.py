@@ -20,8 +20,14 @@ from hw1lib.io import TMP_MARK
 def _standin(args: argparse.Namespace) -> None:
     from hw1lib.data.standin import generate_standin
 
-    summary = generate_standin(Path(args.out_dir), size=args.size, seed=args.seed, p2_image_size=args.p2_image_size,
-                               overwrite=args.overwrite, progress=True)
+    summary = generate_standin(
+        Path(args.out_dir),
+        size=args.size,
+        seed=args.seed,
+        p2_image_size=args.p2_image_size,
+        overwrite=args.overwrite,
+        progress=True,
+    )
     print(f"stand-in ({args.size}) ready in {args.out_dir}: {summary}")
 
 
@@ -52,7 +58,9 @@ def _viz_mask(args: argparse.Namespace) -> None:
 
     image, mask = read_rgb(Path(args.image)), decode_mask(read_rgb(Path(args.mask)))
     if image.shape[:2] != mask.shape:
-        raise ValueError(f"{args.mask} is {mask.shape[1]}x{mask.shape[0]} but {args.image} is {image.shape[1]}x{image.shape[0]}")
+        raise ValueError(
+            f"{args.mask} is {mask.shape[1]}x{mask.shape[0]} but {args.image} is {image.shape[1]}x{image.shape[0]}"
+        )
     out = Path(args.out_png)
     path = save_figure(plot_overlay(image, mask, title=Path(args.image).name), out.stem, folder=out.parent)
     print(f"wrote {path}")
@@ -61,8 +69,9 @@ def _viz_mask(args: argparse.Namespace) -> None:
 def _report(args: argparse.Namespace) -> None:
     from hw1lib.build import build_report
 
-    build_report(profile=args.profile, data=args.data, out_dir=args.out_dir, device=args.device,
-                 fast_dev_run=args.fast_dev_run)
+    build_report(
+        profile=args.profile, data=args.data, out_dir=args.out_dir, device=args.device, fast_dev_run=args.fast_dev_run
+    )
 
 
 def _weights(args: argparse.Namespace) -> None:
@@ -73,16 +82,25 @@ def _weights(args: argparse.Namespace) -> None:
     print(format_weights_table(rows))
     missing = [row["file"] for row in rows if row["present"] is False]
     if missing:
-        print(f"missing: {', '.join(missing)}; `python -m hw1lib weights --profile {args.profile} --fetch` "
-              "downloads them (needs internet access)")
+        print(
+            f"missing: {', '.join(missing)}; `python -m hw1lib weights --profile {args.profile} --fetch` "
+            "downloads them (needs internet access)"
+        )
 
 
 def _train(args: argparse.Namespace) -> None:
     from hw1lib import distributed
     from hw1lib.train import summary, train_command
 
-    result = train_command(args.experiment, profile=args.profile, data=args.data, out_dir=args.out_dir,
-                           device=args.device, seed=args.seed, fast_dev_run=args.fast_dev_run)
+    result = train_command(
+        args.experiment,
+        profile=args.profile,
+        data=args.data,
+        out_dir=args.out_dir,
+        device=args.device,
+        seed=args.seed,
+        fast_dev_run=args.fast_dev_run,
+    )
     if distributed.is_main():
         print(summary(result))
 
@@ -97,7 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", choices=["smoke", "demo", "full"], default="demo")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--p2-image-size", type=int, default=None, help="side of the P2 images (default: the size's own)")
-    p.add_argument("--overwrite", action="store_true", help="replace a different stand-in in OUT_DIR (a folder without standin.json, e.g. real data, is never replaced)")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a different stand-in in OUT_DIR "
+        "(a folder without standin.json, e.g. real data, is never replaced)",
+    )
     p.set_defaults(run=_standin)
 
     p = commands.add_parser("classify", help="write filename,label for every *.png of a folder")
@@ -125,8 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out_png")
     p.set_defaults(run=_viz_mask)
 
-    p = commands.add_parser("train", help="train one experiment into its notebook's run folder (several processes "
-                            "under torchrun)")
+    p = commands.add_parser(
+        "train", help="train one experiment into its notebook's run folder (several processes under torchrun)"
+    )
     p.add_argument("experiment", choices=["p1_model_a", "p1_model_b", "p2_model_a", "p2_model_b"])
     p.add_argument("--profile", choices=["smoke", "demo", "full"], default="demo")
     p.add_argument("--data", default="", help="real data root (default: the generated stand-in)")
@@ -141,15 +165,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="", help="real data root (default: the generated stand-in)")
     p.add_argument("--out-dir", default=None, help="default: report/<profile> (report/<profile>-fastdev)")
     p.add_argument("--device", default="auto")
-    p.add_argument("--fast-dev-run", action="store_true",
-                   help="every training capped at 2 epochs of 2 batches, 2 validation batches, at the profile's real "
-                        "sizes: proves the whole path in minutes; its numbers mean nothing (runs/<profile>-fastdev)")
+    p.add_argument(
+        "--fast-dev-run",
+        action="store_true",
+        help="every training capped at 2 epochs of 2 batches, 2 validation batches, at the profile's real "
+        "sizes: proves the whole path in minutes; its numbers mean nothing (runs/<profile>-fastdev)",
+    )
     p.set_defaults(run=_report)
 
     p = commands.add_parser("weights", help="list (and --fetch) the pretrained files a profile needs")
     p.add_argument("--profile", choices=["smoke", "demo", "full"], default="full")
-    p.add_argument("--fetch", action="store_true",
-                   help="download the missing ones through torchvision into torch hub's cache ($TORCH_HOME)")
+    p.add_argument(
+        "--fetch",
+        action="store_true",
+        help="download the missing ones through torchvision into torch hub's cache ($TORCH_HOME)",
+    )
     p.set_defaults(run=_weights)
     return parser
 

@@ -123,8 +123,9 @@ def setup(device: str | torch.device = "auto") -> torch.device:
     wait = timeout()
     if resolved.type == "cuda":
         torch.cuda.set_device(resolved)
-    dist.init_process_group(backend_for(resolved), timeout=wait,
-                            device_id=resolved if resolved.type == "cuda" else None)
+    dist.init_process_group(
+        backend_for(resolved), timeout=wait, device_id=resolved if resolved.type == "cuda" else None
+    )
     return resolved
 
 
@@ -172,8 +173,10 @@ def check_batch_size(batch_size: int) -> None:
         ValueError: ``batch_size`` is not a multiple of the world size.
     """
     if batch_size % world_size():
-        raise ValueError(f"batch_size {batch_size} cannot be split evenly over {world_size()} processes: the global "
-                         "batch stays the recipe's, so run a number of processes that divides it")
+        raise ValueError(
+            f"batch_size {batch_size} cannot be split evenly over {world_size()} processes: the global "
+            "batch stays the recipe's, so run a number of processes that divides it"
+        )
 
 
 def shard(batch: torch.Tensor) -> torch.Tensor:

@@ -30,8 +30,8 @@ from hw1lib import distributed
 from hw1lib.config import TrainConfig
 from hw1lib.metrics import ConfusionMatrix
 from hw1lib.models import build_model
-from hw1lib.progress import progress_bar
 from hw1lib.precision import autocast, memory_format, resolve_precision, to_input
+from hw1lib.progress import progress_bar
 from hw1lib.tasks import build_task
 
 
@@ -40,8 +40,9 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return seed * 1_000_003 + epoch
 
 
-def epoch_batches(n: int, batch_size: int, generator: torch.Generator | None = None,
-                  max_batches: int | None = None) -> list[torch.Tensor]:
+def epoch_batches(
+    n: int, batch_size: int, generator: torch.Generator | None = None, max_batches: int | None = None
+) -> list[torch.Tensor]:
     """One epoch's batches of sample indices: shuffled by ``generator`` (in order without one), capped.
 
     A last batch of one sample is dropped: batch norm cannot train on it (its variance is zero).
@@ -86,7 +87,9 @@ def build_training(config: TrainConfig, device: torch.device, train_size: int):
         ``(model, task, optimizer, scheduler)``; the schedule spans ``config.epochs`` epochs of ``train_size``.
     """
     torch.manual_seed(config.seed)  # the model's initial weights
-    model = build_model(config.model, num_classes=config.num_classes, pretrained=config.pretrained, **config.model_kwargs)
+    model = build_model(
+        config.model, num_classes=config.num_classes, pretrained=config.pretrained, **config.model_kwargs
+    )
     model = model.to(device, memory_format=memory_format(config.channels_last))
     task = build_task(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -110,16 +113,24 @@ def _check_finite(losses: list[torch.Tensor], first_step: int, epoch: int) -> No
     finite = torch.isfinite(stacked)
     if not bool(finite.all()):
         bad = int((~finite).nonzero()[0, 0])
-        raise FloatingPointError(f"non-finite training loss ({stacked[bad].item()}) at epoch {epoch}, "
-                                 f"step {first_step + bad}")
+        raise FloatingPointError(
+            f"non-finite training loss ({stacked[bad].item()}) at epoch {epoch}, step {first_step + bad}"
+        )
 
 
 # ----------------------------------------------------------------------------------------------------
 # one step, one epoch of training, one evaluation
 
 
-def train_step(model: nn.Module, task, x: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer, scheduler,
-               precision: str) -> tuple[object, torch.Tensor]:
+def train_step(
+    model: nn.Module,
+    task,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    scheduler,
+    precision: str,
+) -> tuple[object, torch.Tensor]:
     """One optimisation step on a prepared batch; returns ``(outputs, loss)`` without reading the loss.
 
     Why a function of its own: the benchmark's conventional loop calls it too, so that a data-path
@@ -135,8 +146,18 @@ def train_step(model: nn.Module, task, x: torch.Tensor, y: torch.Tensor, optimiz
     return outputs, loss
 
 
-def train_one_epoch(model: nn.Module, task, images: torch.Tensor, targets: torch.Tensor, optimizer: torch.optim.Optimizer,
-                    scheduler, config: TrainConfig, epoch: int, device: torch.device, progress: bool = True) -> dict:
+def train_one_epoch(
+    model: nn.Module,
+    task,
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    scheduler,
+    config: TrainConfig,
+    epoch: int,
+    device: torch.device,
+    progress: bool = True,
+) -> dict:
     """Train for one epoch over in-memory tensors, augmenting each batch on the device.
 
     Returns:
@@ -170,13 +191,17 @@ def train_one_epoch(model: nn.Module, task, images: torch.Tensor, targets: torch
             _check_finite(losses[checked:], checked + 1, epoch)
             checked = step
         if progress and (step % POSTFIX_EVERY == 0 or step == len(batches)):  # the postfix waits for the device
-            bar.set_postfix(loss=f"{float(sum(losses)) / seen:.3f}",
-                            **{task.metric: f"{task.summarize(matrix)[task.metric]:.3f}"})
+            bar.set_postfix(
+                loss=f"{float(sum(losses)) / seen:.3f}", **{task.metric: f"{task.summarize(matrix)[task.metric]:.3f}"}
+            )
     _check_finite(losses[checked:], checked + 1, epoch)
     total = torch.stack(losses).sum() if losses else torch.zeros((), device=device)
     total, seen = _sum_over_ranks(matrix, total, seen)
-    return {"loss": float(total) / seen if seen else 0.0,
-            task.metric: task.summarize(matrix)[task.metric], "lr": optimizer.param_groups[0]["lr"]}
+    return {
+        "loss": float(total) / seen if seen else 0.0,
+        task.metric: task.summarize(matrix)[task.metric],
+        "lr": optimizer.param_groups[0]["lr"],
+    }
 
 
 def _sum_over_ranks(matrix: ConfusionMatrix, total: torch.Tensor, seen: int) -> tuple[torch.Tensor, int]:
@@ -189,9 +214,19 @@ def _sum_over_ranks(matrix: ConfusionMatrix, total: torch.Tensor, seen: int) -> 
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, task, images: torch.Tensor, targets: torch.Tensor, batch_size: int, device: torch.device,
-             num_classes: int, keep: list[int] | None = None, precision: str = "fp32",
-             channels_last: bool = True, max_batches: int | None = None) -> dict:
+def evaluate(
+    model: nn.Module,
+    task,
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    batch_size: int,
+    device: torch.device,
+    num_classes: int,
+    keep: list[int] | None = None,
+    precision: str = "fp32",
+    channels_last: bool = True,
+    max_batches: int | None = None,
+) -> dict:
     """Evaluate on in-memory tensors (no augmentation), in ``precision`` (the run's, from :func:`resolve_precision`)
     and the memory format the model is in.
 

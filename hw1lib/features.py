@@ -44,8 +44,10 @@ def extract_features(
             f"extract_features: expected (N, 3, H, W) uint8 images, got {tuple(images.shape)} {images.dtype}"
         )
     if not (hasattr(model, "forward_features") and hasattr(model, "forward_head")):
-        raise TypeError(f"extract_features: {type(model).__name__} lacks forward_features/forward_head "
-                        "(the classifier interface every hw1lib classifier implements)")
+        raise TypeError(
+            f"extract_features: {type(model).__name__} lacks forward_features/forward_head "
+            "(the classifier interface every hw1lib classifier implements)"
+        )
     was_training = model.training
     model.to(device).eval()
     try:
@@ -61,8 +63,9 @@ def extract_features(
     return torch.cat(chunks).numpy().astype(np.float32, copy=False)
 
 
-def project_pca(features: np.ndarray, n_components: int = 2, seed: int = 0,
-                return_explained: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+def project_pca(
+    features: np.ndarray, n_components: int = 2, seed: int = 0, return_explained: bool = False
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Project (N, D) features on their first ``n_components`` principal axes; returns (N, n_components) float32.
 
     The seed only matters when scikit-learn picks its randomised solver (large inputs); with it fixed the
@@ -93,8 +96,9 @@ def project_tsne(features: np.ndarray, seed: int = 0, perplexity: float = 30.0, 
     if d > TSNE_PCA_DIMS:
         features = PCA(n_components=min(TSNE_PCA_DIMS, n), random_state=seed).fit_transform(features)
     perplexity = min(perplexity, (n - 1) / 3)
-    tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", learning_rate="auto", random_state=seed,
-                max_iter=max_iter)
+    tsne = TSNE(
+        n_components=2, perplexity=perplexity, init="pca", learning_rate="auto", random_state=seed, max_iter=max_iter
+    )
     # one OpenMP thread: scikit-learn's Barnes-Hut threads spin-wait, and on a 2-core machine that is busy
     # with anything else (a training kernel, a test worker) they ran 10-100x slower than one thread
     with threadpool_limits(limits=1, user_api="openmp"):
@@ -135,11 +139,21 @@ def representations(run, val, epochs: list[int], device: str = "cpu", seed: int 
     if arrays is None:
         features = extract_features(run.load_model(None, device), val.images, device=device)
         pca, explained = project_pca(features, seed=seed, return_explained=True)
-        arrays = {"labels": val.labels.numpy(), "pca": pca, "pca_explained": explained,
-                  "pca_epoch": np.array(run.metrics["best_epoch"])}
+        arrays = {
+            "labels": val.labels.numpy(),
+            "pca": pca,
+            "pca_explained": explained,
+            "pca_epoch": np.array(run.metrics["best_epoch"]),
+        }
         for epoch in epochs:
-            arrays[f"tsne_{epoch}"] = project_tsne(extract_features(run.load_model(epoch, device), val.images,
-                                                                    device=device), seed=seed)
+            arrays[f"tsne_{epoch}"] = project_tsne(
+                extract_features(run.load_model(epoch, device), val.images, device=device), seed=seed
+            )
         run.cache_arrays(tag, arrays)
-    return {"labels": arrays["labels"], "pca": arrays["pca"], "pca_explained": arrays["pca_explained"],
-            "pca_epoch": int(arrays["pca_epoch"]), "tsne": {e: arrays[f"tsne_{e}"] for e in epochs}}
+    return {
+        "labels": arrays["labels"],
+        "pca": arrays["pca"],
+        "pca_explained": arrays["pca_explained"],
+        "pca_epoch": int(arrays["pca_epoch"]),
+        "tsne": {e: arrays[f"tsne_{e}"] for e in epochs},
+    }

@@ -22,9 +22,17 @@ from hw1lib.precision import check_precision, resolve_device, resolve_precision
 from hw1lib.runs import RunFolder, set_latest
 
 
-
-def fit(config: TrainConfig, train, val, out_root, name: str, device: str = "auto", force: bool = False,
-        progress: bool = True, on_epoch_end=None) -> dict:
+def fit(
+    config: TrainConfig,
+    train,
+    val,
+    out_root,
+    name: str,
+    device: str = "auto",
+    force: bool = False,
+    progress: bool = True,
+    on_epoch_end=None,
+) -> dict:
     """Train (or reuse, or resume) a run and return its metrics.
 
     Args:
@@ -46,8 +54,12 @@ def fit(config: TrainConfig, train, val, out_root, name: str, device: str = "aut
     device = distributed.local_device(resolve_device(device))
     check_precision(config, device)
     # the resolved precision is part of the name: "cpu_bf16" trains in bf16 on one CPU and in fp32 on another
-    params = {"name": name, "config": config.to_dict(), "data": {"train": train.key, "val": val.key},
-              "precision": resolve_precision(config, device)}
+    params = {
+        "name": name,
+        "config": config.to_dict(),
+        "data": {"train": train.key, "val": val.key},
+        "precision": resolve_precision(config, device),
+    }
     folder = RunFolder.for_params(out_root, name, params)
     main = distributed.is_main()
     if distributed.from_main(main and folder.is_finished()) and not force:
@@ -57,8 +69,9 @@ def fit(config: TrainConfig, train, val, out_root, name: str, device: str = "aut
         distributed.check_batch_size(config.batch_size)
         if main:  # how many processes trained is recorded, not hashed: any world size continues the same run
             folders = {"train": str(getattr(train, "folder", "")), "val": str(getattr(val, "folder", ""))}
-            folder.start({**params, "data_folders": folders, "environment": environment_info(device),
-                          **distributed.describe()})
+            folder.start(
+                {**params, "data_folders": folders, "environment": environment_info(device), **distributed.describe()}
+            )
         result = _train(config, train, val, folder, device, force, progress and main, on_epoch_end)
     if main:
         set_latest(out_root, name, folder)
@@ -70,7 +83,9 @@ def _targets(data) -> torch.Tensor:
     if targets is None:
         targets = getattr(data, "masks", None)
     if targets is None:
-        raise ValueError(f"{getattr(data, 'folder', 'data set')} has no labels or masks: it cannot be trained or evaluated on")
+        raise ValueError(
+            f"{getattr(data, 'folder', 'data set')} has no labels or masks: it cannot be trained or evaluated on"
+        )
     return targets
 
 
@@ -78,8 +93,9 @@ def _fresh_state() -> dict:
     return {"epoch": 0, "history": [], "best": None, "bad_epochs": 0, "train_seconds": 0.0}
 
 
-def _train(config: TrainConfig, train, val, folder: RunFolder, device: torch.device, force: bool, progress: bool,
-           on_epoch_end) -> dict:
+def _train(
+    config: TrainConfig, train, val, folder: RunFolder, device: torch.device, force: bool, progress: bool, on_epoch_end
+) -> dict:
     started = time.perf_counter()
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
@@ -99,14 +115,33 @@ def _train(config: TrainConfig, train, val, folder: RunFolder, device: torch.dev
     while state["epoch"] < config.epochs and not _patience_exhausted(config, state):
         epoch = state["epoch"] + 1
         tic = time.perf_counter()
-        train_metrics = engine.train_one_epoch(net, task, train_x, train_y, optimizer, scheduler, config, epoch, device, progress)
+        train_metrics = engine.train_one_epoch(
+            net, task, train_x, train_y, optimizer, scheduler, config, epoch, device, progress
+        )
         distributed.broadcast_buffers(model)
-        val_metrics = engine.evaluate(model, task, val_x, val_y, config.eval_batch_size, device, config.num_classes, keep,
-                               precision, config.channels_last, config.max_eval_batches)
+        val_metrics = engine.evaluate(
+            model,
+            task,
+            val_x,
+            val_y,
+            config.eval_batch_size,
+            device,
+            config.num_classes,
+            keep,
+            precision,
+            config.channels_last,
+            config.max_eval_batches,
+        )
         seconds = time.perf_counter() - tic
-        row = {"epoch": epoch, "lr": train_metrics["lr"], "train_loss": train_metrics["loss"],
-               f"train_{task.metric}": train_metrics[task.metric], "val_loss": val_metrics["loss"],
-               f"val_{task.metric}": val_metrics[task.metric], "seconds": seconds}
+        row = {
+            "epoch": epoch,
+            "lr": train_metrics["lr"],
+            "train_loss": train_metrics["loss"],
+            f"train_{task.metric}": train_metrics[task.metric],
+            "val_loss": val_metrics["loss"],
+            f"val_{task.metric}": val_metrics[task.metric],
+            "seconds": seconds,
+        }
         if config.task == "segmentation":
             row.update({f"val_iou_{k}": v for k, v in val_metrics["iou"].items()})
         state["history"].append(row)
@@ -114,8 +149,15 @@ def _train(config: TrainConfig, train, val, folder: RunFolder, device: torch.dev
         _epoch_files(folder, config, model, meta, epoch, val_metrics[task.metric], val_metrics, state, keep, val)
         state["epoch"] = epoch
         if distributed.is_main():
-            folder.save_last({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                              "scheduler": scheduler.state_dict(), "meta": meta, **state})
+            folder.save_last(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "meta": meta,
+                    **state,
+                }
+            )
             folder.write_history(state["history"])
         if on_epoch_end is not None:
             on_epoch_end(epoch, row)
@@ -148,7 +190,10 @@ def _patience_exhausted(config: TrainConfig, state: dict) -> bool:
 
 def _on_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
     """Move a whole data set to the GPU once when it fits comfortably; on the CPU this is a no-op."""
-    if device.type == "cuda" and tensor.numel() * tensor.element_size() < 0.25 * torch.cuda.get_device_properties(device).total_memory:
+    if (
+        device.type == "cuda"
+        and tensor.numel() * tensor.element_size() < 0.25 * torch.cuda.get_device_properties(device).total_memory
+    ):
         return tensor.to(device)
     return tensor
 
@@ -160,8 +205,18 @@ def _restore(checkpoint: dict, folder: RunFolder, model: nn.Module, optimizer, s
     return {k: checkpoint[k] for k in _fresh_state()}
 
 
-def _epoch_files(folder: RunFolder, config: TrainConfig, model: nn.Module, meta: dict, epoch: int, metric: float,
-                 val_metrics: dict, state: dict, keep, val) -> None:
+def _epoch_files(
+    folder: RunFolder,
+    config: TrainConfig,
+    model: nn.Module,
+    meta: dict,
+    epoch: int,
+    metric: float,
+    val_metrics: dict,
+    state: dict,
+    keep,
+    val,
+) -> None:
     """Write this epoch's best/snapshot/mask files (rank 0) and update the early-stopping state (every rank).
 
     Every rank reaches the same early-stopping decision: ``metric`` comes from the confusion matrix summed
@@ -171,7 +226,12 @@ def _epoch_files(folder: RunFolder, config: TrainConfig, model: nn.Module, meta:
     main = distributed.is_main()
     if state["best"] is None or metric > state["best"]["value"]:
         extras = {k: v for k, v in val_metrics.items() if k not in ("kept", "confusion")}
-        state["best"] = {"epoch": epoch, "value": metric, "metrics": extras, "confusion": val_metrics["confusion"].tolist()}
+        state["best"] = {
+            "epoch": epoch,
+            "value": metric,
+            "metrics": extras,
+            "confusion": val_metrics["confusion"].tolist(),
+        }
         state["bad_epochs"] = 0
         if main:
             folder.save_weights(weights, "best")
@@ -183,8 +243,16 @@ def _epoch_files(folder: RunFolder, config: TrainConfig, model: nn.Module, meta:
         folder.save_masks({val.ids[i]: mask for i, mask in val_metrics["kept"].items()}, epoch)
 
 
-def _finish(folder: RunFolder, config: TrainConfig, model: nn.Module, meta: dict, state: dict, task, stop_reason: str,
-            wall_seconds: float) -> dict:
+def _finish(
+    folder: RunFolder,
+    config: TrainConfig,
+    model: nn.Module,
+    meta: dict,
+    state: dict,
+    task,
+    stop_reason: str,
+    wall_seconds: float,
+) -> dict:
     final_epoch = state["epoch"]
     main = distributed.is_main()
     if main:
@@ -193,13 +261,23 @@ def _finish(folder: RunFolder, config: TrainConfig, model: nn.Module, meta: dict
         folder.save_weights({"model": model.state_dict(), "meta": meta, "epoch": final_epoch}, final_epoch)
     best = state["best"]
     metrics = {
-        "name": folder.name, "task": config.task, "model": config.model, "metric": task.metric,
-        "best_epoch": best["epoch"], f"best_val_{task.metric}": best["value"], "best": best["metrics"],
-        "best_confusion": best["confusion"], "final_epoch": final_epoch,
-        f"final_val_{task.metric}": state["history"][-1][f"val_{task.metric}"], "epochs_planned": config.epochs,
-        "stop_reason": stop_reason, "train_seconds": state["train_seconds"], "wall_seconds_last_call": wall_seconds,
+        "name": folder.name,
+        "task": config.task,
+        "model": config.model,
+        "metric": task.metric,
+        "best_epoch": best["epoch"],
+        f"best_val_{task.metric}": best["value"],
+        "best": best["metrics"],
+        "best_confusion": best["confusion"],
+        "final_epoch": final_epoch,
+        f"final_val_{task.metric}": state["history"][-1][f"val_{task.metric}"],
+        "epochs_planned": config.epochs,
+        "stop_reason": stop_reason,
+        "train_seconds": state["train_seconds"],
+        "wall_seconds_last_call": wall_seconds,
         "snapshots": [folder.snapshot(e).name for e in folder.snapshot_epochs()],
-        "weights_source": meta["weights_source"], "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "weights_source": meta["weights_source"],
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     if main:
         folder.write_metrics(metrics)

@@ -36,8 +36,13 @@ def natural_key(name: str) -> list:
 
 
 @torch.no_grad()
-def classify_folder(image_dir: str | Path, out_csv: str | Path, checkpoint: str | Path | None = None,
-                    device: str = "auto", batch_size: int = 256) -> int:
+def classify_folder(
+    image_dir: str | Path,
+    out_csv: str | Path,
+    checkpoint: str | Path | None = None,
+    device: str = "auto",
+    batch_size: int = 256,
+) -> int:
     """Predict a label for every ``*.png`` in ``image_dir`` and write ``filename,label`` rows.
 
     Every image is decoded and classified before the CSV is written (atomically), so a bad image leaves
@@ -81,8 +86,9 @@ def predict_mask(model: torch.nn.Module, image: np.ndarray, device: torch.device
     return logits.argmax(1)[0].to(torch.uint8).cpu().numpy()
 
 
-def segment_folder(image_dir: str | Path, out_dir: str | Path, checkpoint: str | Path | None = None,
-                   device: str = "auto") -> int:
+def segment_folder(
+    image_dir: str | Path, out_dir: str | Path, checkpoint: str | Path | None = None, device: str = "auto"
+) -> int:
     """Write ``out_dir/<stem>.png`` (exact palette, input size) for every ``*.jpg`` in ``image_dir``.
 
     All-or-nothing: every image is decoded and segmented first, the masks are written into a staging
@@ -150,14 +156,18 @@ def score_folders(gt_dir: str | Path, pred_dir: str | Path) -> dict:
     predictions = masks_by_id(pred_dir, "predicted")
     missing, extra = sorted(set(truths) - set(predictions)), sorted(set(predictions) - set(truths))
     if missing or extra:
-        raise ValueError(f"predictions in {pred_dir} do not match the ground truth in {gt_dir}: missing {len(missing)} "
-                         f"{missing[:10]}, extra {len(extra)} {[predictions[i].name for i in extra[:10]]}")
+        raise ValueError(
+            f"predictions in {pred_dir} do not match the ground truth in {gt_dir}: missing {len(missing)} "
+            f"{missing[:10]}, extra {len(extra)} {[predictions[i].name for i in extra[:10]]}"
+        )
     matrix = ConfusionMatrix(len(CLASS_NAMES))
     for image_id, truth_file in truths.items():
         truth, prediction = decode_mask(read_rgb(truth_file)), decode_mask(read_rgb(predictions[image_id]))
         if truth.shape != prediction.shape:
-            raise ValueError(f"{predictions[image_id]} is {prediction.shape[1]}x{prediction.shape[0]}, but its ground "
-                             f"truth {truth_file.name} is {truth.shape[1]}x{truth.shape[0]}")
+            raise ValueError(
+                f"{predictions[image_id]} is {prediction.shape[1]}x{prediction.shape[0]}, but its ground "
+                f"truth {truth_file.name} is {truth.shape[1]}x{truth.shape[0]}"
+            )
         matrix.update(torch.from_numpy(prediction), torch.from_numpy(truth))
     return {**matrix.miou(SCORED_CLASSES), "images": len(truths)}
 
@@ -167,7 +177,12 @@ def format_miou(result: dict) -> str:
     lines = []
     for c in SCORED_CLASSES:
         value = result["iou"][c]
-        text = "absent from prediction and ground truth (official script: nan); excluded from the mean" if value is None else f"{value:1.5f}"
+        text = (
+            "absent from prediction and ground truth (official script: nan); excluded from the mean"
+            if value is None
+            else f"{value:1.5f}"
+        )
         lines.append(f"class #{c} : {text}  ({CLASS_NAMES[c]})")
-    lines.append(f"\nmean_iou: {result['miou']:f}  (over {len(SCORED_CLASSES) - len(result['absent_classes'])} classes, {result['images']} images)")
+    scored = len(SCORED_CLASSES) - len(result["absent_classes"])
+    lines.append(f"\nmean_iou: {result['miou']:f}  (over {scored} classes, {result['images']} images)")
     return "\n".join(lines)

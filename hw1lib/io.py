@@ -195,9 +195,15 @@ def environment_info(device: object) -> dict:
 
     device = torch.device(device)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    info = {"device": str(device), "torch": torch.__version__, "hw1lib": hw1lib.__version__,
-            "python": platform.python_version(), "host_cpus": os.cpu_count(), "cpu_cores": cores,
-            "torch_threads": torch.get_num_threads()}
+    info = {
+        "device": str(device),
+        "torch": torch.__version__,
+        "hw1lib": hw1lib.__version__,
+        "python": platform.python_version(),
+        "host_cpus": os.cpu_count(),
+        "cpu_cores": cores,
+        "torch_threads": torch.get_num_threads(),
+    }
     if device.type == "cuda":
         info["device_name"] = torch.cuda.get_device_name(device)
         info["cuda"] = torch.version.cuda

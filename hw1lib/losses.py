@@ -41,7 +41,9 @@ class FocalLoss(nn.Module):
         return (focal * nll).sum() / sample_weight.sum()
 
 
-def build_loss(name: str = "ce", gamma: float = 2.0, class_weights: list[float] | None = None, label_smoothing: float = 0.0) -> nn.Module:
+def build_loss(
+    name: str = "ce", gamma: float = 2.0, class_weights: list[float] | None = None, label_smoothing: float = 0.0
+) -> nn.Module:
     """The loss chosen by name: ``"ce"`` (cross-entropy) or ``"focal"``."""
     weight = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32)
     if name == "ce":

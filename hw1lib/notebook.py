@@ -42,13 +42,17 @@ class Session:
     def summary(self) -> str:
         """One Markdown line: which data, how much, and where runs and figures go (and a fast dev run's caps)."""
         unit = "images" if hasattr(self.train, "labels") else "pairs"
-        line = (f"**Data:** {data_source(self.root)} (`{self.root.root}`): {len(self.train)} training and "
-                f"{len(self.val)} validation {unit}. Runs go to `{self.out_root}`, figures to `{self.figures}`.")
+        line = (
+            f"**Data:** {data_source(self.root)} (`{self.root.root}`): {len(self.train)} training and "
+            f"{len(self.val)} validation {unit}. Runs go to `{self.out_root}`, figures to `{self.figures}`."
+        )
         if self.fast_dev_run:
             caps = FAST_DEV_RUN
-            line += (f"\n\n**Fast dev run:** every training is capped at {caps['epochs']} epochs of "
-                     f"{caps['max_train_batches']} batches and {caps['max_eval_batches']} validation batches, at the "
-                     "profile's real sizes; the numbers below mean nothing.")
+            line += (
+                f"\n\n**Fast dev run:** every training is capped at {caps['epochs']} epochs of "
+                f"{caps['max_train_batches']} batches and {caps['max_eval_batches']} validation batches, at the "
+                "profile's real sizes; the numbers below mean nothing."
+            )
         return line
 
     def config(self, experiment: str):
@@ -59,12 +63,21 @@ class Session:
         """Train ``experiment`` (or reuse its finished run) and return the run and a Markdown line about it."""
         from hw1lib.fit import fit
 
-        result = fit(self.config(experiment), self.train, self.val, self.out_root, experiment, device=self.device,
-                     force=self.force)
+        result = fit(
+            self.config(experiment),
+            self.train,
+            self.val,
+            self.out_root,
+            experiment,
+            device=self.device,
+            force=self.force,
+        )
         run = load_current(self.out_root, experiment)
-        line = (f"Run folder `{run.run_dir.name}` ({'reused' if result['reused'] else 'trained now'}): "
-                f"{run.metrics['final_epoch']} epochs, {run.metrics['train_seconds']:.0f} s of training; "
-                f"{run.metrics['stop_reason']}. Weights: {run.metrics['weights_source']}.")
+        line = (
+            f"Run folder `{run.run_dir.name}` ({'reused' if result['reused'] else 'trained now'}): "
+            f"{run.metrics['final_epoch']} epochs, {run.metrics['train_seconds']:.0f} s of training; "
+            f"{run.metrics['stop_reason']}. Weights: {run.metrics['weights_source']}."
+        )
         for note in result.get("notes", []):
             line += f"\n\n**Note:** {note}"
         return run, line
@@ -81,8 +94,16 @@ class Session:
         return fig
 
 
-def setup(problem: str, data_root: str = "", profile: str = "demo", seed: int = 0, out_dir: str = "",
-          device: str = "auto", force: bool = False, fast_dev_run: bool = False) -> Session:
+def setup(
+    problem: str,
+    data_root: str = "",
+    profile: str = "demo",
+    seed: int = 0,
+    out_dir: str = "",
+    device: str = "auto",
+    force: bool = False,
+    fast_dev_run: bool = False,
+) -> Session:
     """Resolve or generate the data of ``problem`` (``"p1"`` or ``"p2"``), decode it, and return a Session.
 
     ``fast_dev_run`` caps every training (see the module docstring) and sends runs and figures to the
@@ -96,6 +117,15 @@ def setup(problem: str, data_root: str = "", profile: str = "demo", seed: int = 
         raise ValueError(f"unknown problem {problem!r}; valid: {sorted(_LOADERS)}")
     root = prepare_data_root(data_root, profile, seed)
     train, val = _LOADERS[problem](root)
-    return Session(root=root, train=train, val=val, out_root=default_out_root(out_dir, profile, fast_dev_run),
-                   figures=figures_dir() / profile_folder(profile, fast_dev_run), profile=profile, device=device,
-                   seed=seed, force=force, fast_dev_run=fast_dev_run)
+    return Session(
+        root=root,
+        train=train,
+        val=val,
+        out_root=default_out_root(out_dir, profile, fast_dev_run),
+        figures=figures_dir() / profile_folder(profile, fast_dev_run),
+        profile=profile,
+        device=device,
+        seed=seed,
+        force=force,
+        fast_dev_run=fast_dev_run,
+    )

@@ -13,7 +13,7 @@ import torch
 #: models whose training under CPU bf16 autocast is known to crash the process, and why
 CPU_BF16_BROKEN = {
     "fcn32s": "the backward of its 1x1 score convolution (4096 -> 7 channels) under CPU bf16 autocast corrupts the "
-              "heap and kills the process (seen with torch 2.13)",
+    "heap and kills the process (seen with torch 2.13)",
 }
 
 
@@ -32,8 +32,10 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         raise ValueError(f"unknown device {device!r}: expected auto, cpu, cuda or cuda:N") from error
     if resolved.type == "cuda":
         if torch.version.cuda is None:
-            raise ValueError(f"device {device!r} requested, but this PyTorch ({torch.__version__}) has no CUDA; "
-                             "use --device cpu (or auto)")
+            raise ValueError(
+                f"device {device!r} requested, but this PyTorch ({torch.__version__}) has no CUDA; "
+                "use --device cpu (or auto)"
+            )
         if not torch.cuda.is_available():
             raise ValueError(f"device {device!r} requested, but no GPU is visible; use --device cpu (or auto)")
         if resolved.index is not None and resolved.index >= torch.cuda.device_count():

@@ -26,8 +26,16 @@ def progress_bar(iterable: Iterable, desc: str = "", disable: bool = False, leav
     if text_mode():
         from tqdm.std import tqdm
 
-        return tqdm(iterable, desc=desc, disable=disable, leave=True, file=sys.stdout, mininterval=TEXT_INTERVAL_S,
-                    ascii=True, ncols=100)
+        return tqdm(
+            iterable,
+            desc=desc,
+            disable=disable,
+            leave=True,
+            file=sys.stdout,
+            mininterval=TEXT_INTERVAL_S,
+            ascii=True,
+            ncols=100,
+        )
     from tqdm.auto import tqdm
 
     return tqdm(iterable, desc=desc, disable=disable, leave=leave)

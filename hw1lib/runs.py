@@ -80,8 +80,14 @@ class RunFolder:
     # paths
     def file(self, which: str) -> Path:
         """``params``, ``history``, ``metrics``, ``last``, ``best`` or ``embeddings``."""
-        names = {"params": PARAMS, "history": HISTORY, "metrics": METRICS, "last": LAST, "best": BEST,
-                 "embeddings": EMBEDDINGS}
+        names = {
+            "params": PARAMS,
+            "history": HISTORY,
+            "metrics": METRICS,
+            "last": LAST,
+            "best": BEST,
+            "embeddings": EMBEDDINGS,
+        }
         return self.path / names[which]
 
     def snapshot(self, epoch: int) -> Path:
@@ -166,7 +172,9 @@ def current_run(out_root: str | Path, name: str) -> Path:
         raise FileNotFoundError(f"no finished run of {name} in {out_root} (expected {pointer}); run its notebook first")
     folder = RunFolder(Path(out_root) / json.loads(pointer.read_text())["run_dir"])
     if not folder.is_finished():
-        raise FileNotFoundError(f"{folder.file('metrics')} is missing: the training did not finish; run its notebook again")
+        raise FileNotFoundError(
+            f"{folder.file('metrics')} is missing: the training did not finish; run its notebook again"
+        )
     return folder.path
 
 
@@ -189,8 +197,10 @@ def latest_checkpoint(task: str, root: Path | None = None) -> Path:
         if metrics.get("task") == task and best.exists() and not _is_fast_dev_run(metrics_file.parent):
             finished.append((metrics_file.stat().st_mtime, str(best)))
     if not finished:
-        raise FileNotFoundError(f"no finished {task} run with a {BEST} under {root}; train one first "
-                                "(the notebooks or `make report`) or pass --checkpoint PATH")
+        raise FileNotFoundError(
+            f"no finished {task} run with a {BEST} under {root}; train one first "
+            "(the notebooks or `make report`) or pass --checkpoint PATH"
+        )
     return Path(max(finished)[1])
 
 
@@ -294,8 +304,12 @@ def load_run(run_dir: str | Path) -> Run:
     for which in ("params", "metrics", "history"):
         if not folder.file(which).exists():
             raise FileNotFoundError(f"{folder.file(which)} is missing: the run did not finish")
-    return Run(folder=folder, params=json.loads(folder.file("params").read_text()),
-               metrics=json.loads(folder.file("metrics").read_text()), history=pd.read_csv(folder.file("history")))
+    return Run(
+        folder=folder,
+        params=json.loads(folder.file("params").read_text()),
+        metrics=json.loads(folder.file("metrics").read_text()),
+        history=pd.read_csv(folder.file("history")),
+    )
 
 
 def load_current(out_root: str | Path, name: str) -> Run:
@@ -317,7 +331,7 @@ def early_middle_final(epochs: list[int]) -> list[int]:
 
 def stage_labels(epochs: list[int]) -> dict[int, str]:
     """``{epoch: "epoch 3 (middle)"}`` for the epochs of :func:`early_middle_final`."""
-    stages = ["early", "middle", "final"] if len(epochs) == 3 else ["early", "final"][-len(epochs):]
+    stages = ["early", "middle", "final"] if len(epochs) == 3 else ["early", "final"][-len(epochs) :]
     return {e: f"epoch {e} ({stage})" for e, stage in zip(epochs, stages)}
 
 

@@ -20,8 +20,14 @@ class ClassificationTask:
     name = "classification"
     metric = "acc"
 
-    def __init__(self, loss: str = "ce", focal_gamma: float = 2.0, label_smoothing: float = 0.0,
-                 class_weights: list[float] | None = None, augment: dict | None = None) -> None:
+    def __init__(
+        self,
+        loss: str = "ce",
+        focal_gamma: float = 2.0,
+        label_smoothing: float = 0.0,
+        class_weights: list[float] | None = None,
+        augment: dict | None = None,
+    ) -> None:
         self.criterion = build_loss(loss, focal_gamma, class_weights, label_smoothing)
         self.augment_args = dict(augment or {})
 
@@ -48,9 +54,18 @@ class SegmentationTask:
     name = "segmentation"
     metric = "miou"
 
-    def __init__(self, loss: str = "ce", focal_gamma: float = 2.0, label_smoothing: float = 0.0,
-                 class_weights: list[float] | None = None, aux_weight: float = 0.4, augment: dict | None = None) -> None:
-        self.criterion = SegmentationCriterion(build_loss(loss, focal_gamma, class_weights, label_smoothing), aux_weight)
+    def __init__(
+        self,
+        loss: str = "ce",
+        focal_gamma: float = 2.0,
+        label_smoothing: float = 0.0,
+        class_weights: list[float] | None = None,
+        aux_weight: float = 0.4,
+        augment: dict | None = None,
+    ) -> None:
+        self.criterion = SegmentationCriterion(
+            build_loss(loss, focal_gamma, class_weights, label_smoothing), aux_weight
+        )
         self.augment_args = dict(augment or {})
 
     def augment(self, images: torch.Tensor, targets: torch.Tensor, generator: torch.Generator):
@@ -68,8 +83,12 @@ class SegmentationTask:
     @staticmethod
     def summarize(matrix: ConfusionMatrix) -> dict:
         result = matrix.miou(SCORED_CLASSES)
-        return {"miou": result["miou"], "acc": matrix.accuracy(),
-                "iou": {str(k): v for k, v in result["iou"].items()}, "absent_classes": result["absent_classes"]}
+        return {
+            "miou": result["miou"],
+            "acc": matrix.accuracy(),
+            "iou": {str(k): v for k, v in result["iou"].items()},
+            "absent_classes": result["absent_classes"],
+        }
 
 
 TASKS = {"classification": ClassificationTask, "segmentation": SegmentationTask}
@@ -79,8 +98,13 @@ def build_task(config):
     """The task object of a ``TrainConfig``, given only the fields it uses; an unknown task lists the valid ones."""
     if config.task not in TASKS:
         raise ValueError(f"unknown task {config.task!r}; valid: {sorted(TASKS)}")
-    fields = {"loss": config.loss, "focal_gamma": config.focal_gamma, "label_smoothing": config.label_smoothing,
-              "class_weights": config.class_weights, "augment": config.augment}
+    fields = {
+        "loss": config.loss,
+        "focal_gamma": config.focal_gamma,
+        "label_smoothing": config.label_smoothing,
+        "class_weights": config.class_weights,
+        "augment": config.augment,
+    }
     if config.task == "segmentation":
         fields["aux_weight"] = config.aux_weight
     return TASKS[config.task](**fields)

@@ -29,8 +29,15 @@ _LOADERS = {"p1": load_problem1, "p2": load_problem2}
 DIE_AT_EPOCH_ENV = "HW1_TEST_DIE_AT_EPOCH"
 
 
-def train_experiment(experiment: str, profile: str = "demo", data: str = "", out_dir: str = "", device: str = "auto",
-                     seed: int = 0, fast_dev_run: bool = False) -> dict:
+def train_experiment(
+    experiment: str,
+    profile: str = "demo",
+    data: str = "",
+    out_dir: str = "",
+    device: str = "auto",
+    seed: int = 0,
+    fast_dev_run: bool = False,
+) -> dict:
     """Train ``experiment`` (or reuse its finished run) exactly as its notebook would, on one or several processes.
 
     Args:
@@ -63,10 +70,20 @@ def train_experiment(experiment: str, profile: str = "demo", data: str = "", out
         out_root = default_out_root(out_dir, profile, fast_dev_run)
         if distributed.is_main():
             group = distributed.backend() or "no process group"
-            distributed.log(f"{experiment} ({profile}) on {distributed.world_size()} process(es), {group}, "
-                            f"device {resolved}: run folders in {out_root}")
-        result = fit(config, train, val, out_root, experiment, device=str(resolved), progress=distributed.is_main(),
-                     on_epoch_end=_die_at_epoch_hook())
+            distributed.log(
+                f"{experiment} ({profile}) on {distributed.world_size()} process(es), {group}, "
+                f"device {resolved}: run folders in {out_root}"
+            )
+        result = fit(
+            config,
+            train,
+            val,
+            out_root,
+            experiment,
+            device=str(resolved),
+            progress=distributed.is_main(),
+            on_epoch_end=_die_at_epoch_hook(),
+        )
     except BaseException as error:
         # no clean-up here: leaving a group whose peer died can block; the process exits and torchrun stops the rest
         if distributed.launched_world_size() > 1:  # the CLI's own error line does not say which process failed
@@ -85,8 +102,10 @@ def summary(result: dict) -> str:
     """One line about a finished (or reused) run, for the command's output."""
     metric = result["metric"]
     action = "reused" if result["reused"] else "trained"
-    return (f"{action} {result['run_dir']}: best val {metric} {result[f'best_val_{metric}']:.4f} at epoch "
-            f"{result['best_epoch']} of {result['final_epoch']}; {result['stop_reason']}")
+    return (
+        f"{action} {result['run_dir']}: best val {metric} {result[f'best_val_{metric}']:.4f} at epoch "
+        f"{result['best_epoch']} of {result['final_epoch']}; {result['stop_reason']}"
+    )
 
 
 def _load(problem: str, data: str, profile: str, seed: int):

@@ -35,7 +35,7 @@ RNG = np.random.default_rng(0)
 def save_image(path: Path, size=(32, 32), mode="RGB", fmt=None) -> Path:
     image = Image.fromarray(RNG.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8))
     if mode == "I;16":
-        image = Image.fromarray((np.asarray(image.convert("L"), dtype=np.uint16) * 257))
+        image = Image.fromarray(np.asarray(image.convert("L"), dtype=np.uint16) * 257)
     elif mode != "RGB":
         image = image.convert(mode)
     image.save(path, format=fmt)
@@ -44,7 +44,9 @@ def save_image(path: Path, size=(32, 32), mode="RGB", fmt=None) -> Path:
 
 def checkpoint(path: Path, task: str) -> Path:
     if task == "classification":
-        config = TrainConfig(task=task, model="vgg_like", num_classes=50, model_kwargs={"widths": [4, 4, 8], "hidden": 8})
+        config = TrainConfig(
+            task=task, model="vgg_like", num_classes=50, model_kwargs={"widths": [4, 4, 8], "hidden": 8}
+        )
     else:
         config = TrainConfig(task=task, model="fcn32s", num_classes=7, model_kwargs={"batch_norm": True})
     torch.manual_seed(0)
@@ -56,8 +58,10 @@ def checkpoint(path: Path, task: str) -> Path:
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
     root = tmp_path_factory.mktemp("ckpt")
-    return {"cls": str(checkpoint(root / "cls.pt", "classification")),
-            "seg": str(checkpoint(root / "seg.pt", "segmentation"))}
+    return {
+        "cls": str(checkpoint(root / "cls.pt", "classification")),
+        "seg": str(checkpoint(root / "seg.pt", "segmentation")),
+    }
 
 
 @pytest.fixture
@@ -104,21 +108,24 @@ def classify(p1, out, ckpt_path, *extra):
     return ["classify", str(p1), str(out), "--checkpoint", ckpt_path, "--device", "cpu", *extra]
 
 
-@pytest.mark.parametrize("case, words", [
-    ("out_is_folder", "is a folder"),
-    ("out_under_file", "is a file, not a folder"),
-    ("missing_input", "does not exist"),
-    ("input_is_file", "is not a folder"),
-    ("empty_input", "no *.png images"),
-    ("zero_byte_image", "1.png: cannot be read as an image"),
-    ("truncated_image", "2.png: cannot be read as an image"),
-    ("wrong_size", "10.png: image is 40x40, expected 32x32"),
-    ("seg_checkpoint", "is a segmentation checkpoint"),
-    ("missing_checkpoint", "none.pt does not exist"),
-    ("junk_checkpoint", "junk.pt is not a readable checkpoint"),
-    ("cuda_without_gpu", "'cuda' requested, but"),
-    ("unknown_device", "unknown device 'gpu0'"),
-])
+@pytest.mark.parametrize(
+    "case, words",
+    [
+        ("out_is_folder", "is a folder"),
+        ("out_under_file", "is a file, not a folder"),
+        ("missing_input", "does not exist"),
+        ("input_is_file", "is not a folder"),
+        ("empty_input", "no *.png images"),
+        ("zero_byte_image", "1.png: cannot be read as an image"),
+        ("truncated_image", "2.png: cannot be read as an image"),
+        ("wrong_size", "10.png: image is 40x40, expected 32x32"),
+        ("seg_checkpoint", "is a segmentation checkpoint"),
+        ("missing_checkpoint", "none.pt does not exist"),
+        ("junk_checkpoint", "junk.pt is not a readable checkpoint"),
+        ("cuda_without_gpu", "'cuda' requested, but"),
+        ("unknown_device", "unknown device 'gpu0'"),
+    ],
+)
 def test_classify_refuses(case, words, tmp_path, p1_dir, ckpt, capsys):
     out = tmp_path / "out" / "pred.csv"
     out.parent.mkdir()
@@ -204,15 +211,18 @@ def segment(p2, out, ckpt_path):
     return ["segment", str(p2), str(out), "--checkpoint", ckpt_path, "--device", "cpu"]
 
 
-@pytest.mark.parametrize("case, words", [
-    ("out_is_file", "is a file; expected a folder"),
-    ("missing_input", "does not exist"),
-    ("empty_input", "no *.jpg or *.jpeg images"),
-    ("truncated_middle", "0001.jpg: cannot be read as an image"),
-    ("zero_byte", "0002.jpg: cannot be read as an image"),
-    ("cls_checkpoint", "is a classification checkpoint"),
-    ("missing_checkpoint", "none.pt does not exist"),
-])
+@pytest.mark.parametrize(
+    "case, words",
+    [
+        ("out_is_file", "is a file; expected a folder"),
+        ("missing_input", "does not exist"),
+        ("empty_input", "no *.jpg or *.jpeg images"),
+        ("truncated_middle", "0001.jpg: cannot be read as an image"),
+        ("zero_byte", "0002.jpg: cannot be read as an image"),
+        ("cls_checkpoint", "is a classification checkpoint"),
+        ("missing_checkpoint", "none.pt does not exist"),
+    ],
+)
 def test_segment_refuses_and_leaves_the_output_as_it_was(case, words, tmp_path, p2_dir, ckpt, capsys):
     out = tmp_path / "masks"
     out.mkdir()
@@ -259,14 +269,17 @@ def masks(folder: Path, names: list[str], size=(3, 2)) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("case, words", [
-    ("missing_prediction", "missing 1 ['0001']"),
-    ("extra_prediction", "extra 1 ['0009.png']"),
-    ("mis_sized", "0001.png is 4x2, but its ground truth 0001_mask.png is 3x2"),
-    ("gt_missing", "does not exist"),
-    ("pred_empty", "no *.png images"),
-    ("two_for_one_id", "two predicted masks for id 0001"),
-])
+@pytest.mark.parametrize(
+    "case, words",
+    [
+        ("missing_prediction", "missing 1 ['0001']"),
+        ("extra_prediction", "extra 1 ['0009.png']"),
+        ("mis_sized", "0001.png is 4x2, but its ground truth 0001_mask.png is 3x2"),
+        ("gt_missing", "does not exist"),
+        ("pred_empty", "no *.png images"),
+        ("two_for_one_id", "two predicted masks for id 0001"),
+    ],
+)
 def test_miou_refuses(case, words, tmp_path, capsys):
     gt = masks(tmp_path / "gt", ["0000_mask.png", "0001_mask.png"])
     pred = masks(tmp_path / "pred", ["0000.png", "0001.png"])
@@ -296,13 +309,16 @@ def test_miou_accepts_ground_truth_named_like_a_test_set(tmp_path, capsys):
 # ---- data the notebooks load ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("case, words", [
-    ("label_out_of_range", "label 50 is out of range"),
-    ("bad_name", "expected a file name of the form {label}_{id}.png"),
-    ("unpaired", "0001_sat.jpg has no 0001_mask.png"),
-    ("mis_sized_mask", "0000_mask.png: image is 32x32, expected 64x64"),
-    ("wrong_layout", "p1_data"),
-])
+@pytest.mark.parametrize(
+    "case, words",
+    [
+        ("label_out_of_range", "label 50 is out of range"),
+        ("bad_name", "expected a file name of the form {label}_{id}.png"),
+        ("unpaired", "0001_sat.jpg has no 0001_mask.png"),
+        ("mis_sized_mask", "0000_mask.png: image is 32x32, expected 64x64"),
+        ("wrong_layout", "p1_data"),
+    ],
+)
 def test_data_errors_name_the_file(case, words, tmp_path):
     folder = tmp_path / "data"
     folder.mkdir()
@@ -368,8 +384,13 @@ _TRAIN = textwrap.dedent("""
 
 def _child(out: Path, mode: str) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
-    return subprocess.Popen([sys.executable, "-c", _TRAIN, str(out), mode], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", _TRAIN, str(out), mode],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 @pytest.mark.slow
@@ -412,10 +433,18 @@ def test_a_truncated_last_checkpoint_is_reported_and_training_starts_over(tmp_pa
 def test_course_scripts_follow_the_calling_convention(tmp_path, p1_dir, p2_dir, ckpt):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     csv_out, mask_out = tmp_path / "new" / "pred.csv", tmp_path / "masks"
-    for script, ckpt_path, args in [("hw1_1.sh", ckpt["cls"], [p1_dir, csv_out]),
-                                    ("hw1_2.sh", ckpt["seg"], [p2_dir, mask_out])]:
-        done = subprocess.run(["bash", str(REPO_ROOT / script), *map(str, args)], env={**env, "HW1_CHECKPOINT": ckpt_path},
-                              capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    for script, ckpt_path, args in [
+        ("hw1_1.sh", ckpt["cls"], [p1_dir, csv_out]),
+        ("hw1_2.sh", ckpt["seg"], [p2_dir, mask_out]),
+    ]:
+        done = subprocess.run(
+            ["bash", str(REPO_ROOT / script), *map(str, args)],
+            env={**env, "HW1_CHECKPOINT": ckpt_path},
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=300,
+        )
         assert done.returncode == 0, done.stderr
     assert csv_out.read_text().splitlines()[0] == "filename,label"
     assert [line.split(",")[0] for line in csv_out.read_text().splitlines()[1:]] == ["1.png", "2.png", "10.png"]

@@ -65,9 +65,11 @@ def test_time_interleaved_rotates_the_order_and_times_every_call():
 
 
 def test_apply_peaks_keeps_the_best_sample_and_fills_fractions():
-    results = {"environment": {"device": "cpu"},
-               "models": [{"peak_used": "main", "train_achieved_tflops": 0.001, "infer_achieved_tflops": 0.002}],
-               "levers": [{"peak_used": "cpu_bf16", "train_achieved_tflops": 0.004}, {"lever": "x", "error": "failed"}]}
+    results = {
+        "environment": {"device": "cpu"},
+        "models": [{"peak_used": "main", "train_achieved_tflops": 0.001, "infer_achieved_tflops": 0.002}],
+        "levers": [{"peak_used": "cpu_bf16", "train_achieved_tflops": 0.004}, {"lever": "x", "error": "failed"}],
+    }
     apply_peaks(results, [{"main": 2e9, "cpu_bf16": 8e9}, {"main": 4e9, "cpu_bf16": None}])
     assert results["peaks"]["main"] == 4e9 and results["peaks"]["cpu_bf16"] == 8e9
     assert results["models"][0]["train_fraction_of_peak"] == pytest.approx(0.25)  # 1 GFLOP/s of 4
@@ -93,8 +95,12 @@ def test_count_flops_of_a_linear_model_by_hand():
 
 def test_count_flops_of_grouped_convolutions_by_hand():
     # torch 2.13's own formula counts a grouped convolution's backward `groups` times over; ours must not
-    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.Conv2d(8, 8, 3, padding=1, groups=8),
-                                torch.nn.Flatten(), torch.nn.Linear(8 * 6 * 6, 5, bias=False))
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1),
+        torch.nn.Conv2d(8, 8, 3, padding=1, groups=8),
+        torch.nn.Flatten(),
+        torch.nn.Linear(8 * 6 * 6, 5, bias=False),
+    )
     task = build_task(PLAIN_CLASSIFIER)
     images, labels = torch.zeros(2, 3, 6, 6, dtype=torch.uint8), torch.tensor([0, 1])
     train, infer = count_flops(model, task, images, labels, torch.device("cpu"))
@@ -147,8 +153,13 @@ def test_command_line_documents_that_a_full_run_without_out_writes_nothing(capsy
 
 def test_python_m_benchmarks_bench_refuses_a_markdown_out():
     # through the module entry point, from the repository root (as `make bench` runs it)
-    refused = subprocess.run([sys.executable, "-m", "benchmarks.bench", "--out", "x.md"], cwd=REPO_ROOT,
-                             capture_output=True, text=True, timeout=120)
+    refused = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench", "--out", "x.md"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert refused.returncode == 2 and "give a .json name" in refused.stderr
 
 
@@ -191,7 +202,7 @@ def test_quick_run_compares_both_data_paths_with_ratios(quick_results):
     assert project["lever"] == "engine as is" and project["channels_last"]
     same = quick_results["data_paths"]["p1_model_a"]["rows"]  # the same step on both sides
     assert same[0]["precision"] == same[1]["precision"] and same[0]["channels_last"] == same[1]["channels_last"]
-    for experiment, comparison in quick_results["data_paths"].items():
+    for comparison in quick_results["data_paths"].values():
         assert [r["pipeline"] for r in comparison["rows"]] == ["conventional", "project"]
         assert all(r["train_images_per_s"] > 0 and r["images_per_pass"] > 0 for r in comparison["rows"])
         assert comparison["ratios"]["train_speedup"] > 0 and comparison["ratios"]["data_only_speedup"] > 0

@@ -10,10 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
-from hw1lib.cli import main
-from hw1lib.data.palette import PALETTE, decode_mask, encode_mask
 from hw1lib.checkpoints import model_meta
+from hw1lib.cli import main
 from hw1lib.config import TrainConfig
+from hw1lib.data.palette import PALETTE, decode_mask, encode_mask
 from hw1lib.fit import fit
 from hw1lib.io import save_torch
 from hw1lib.models import build_model
@@ -24,8 +24,14 @@ def classification_checkpoint(tmp_path_factory):
     root = tmp_path_factory.mktemp("cls")
     labels = torch.arange(40) % 50
     data = SimpleNamespace(images=torch.randint(0, 255, (40, 3, 32, 32), dtype=torch.uint8), labels=labels, key="c")
-    config = TrainConfig(task="classification", model="vgg_like", num_classes=50, epochs=1, batch_size=20,
-                         model_kwargs={"widths": [4, 4, 8], "hidden": 8})
+    config = TrainConfig(
+        task="classification",
+        model="vgg_like",
+        num_classes=50,
+        epochs=1,
+        batch_size=20,
+        model_kwargs={"widths": [4, 4, 8], "hidden": 8},
+    )
     return fit(config, data, data, root, "p1_cli", device="cpu", progress=False)["run_dir"] + "/best.pt"
 
 
@@ -88,7 +94,9 @@ def test_segment_writes_exact_palette_masks_at_input_size(tmp_path, segmentation
     Image.fromarray(encode_mask(np.zeros((64, 64), dtype=np.uint8))).save(images / "0000_mask.png")
     Image.fromarray(rng.integers(0, 255, (50, 70, 3), dtype=np.uint8)).save(images / "0007.jpg")  # not divisible by 32
     out = tmp_path / "pred" / "masks"
-    assert main(["segment", str(images), str(out), "--checkpoint", str(segmentation_checkpoint), "--device", "cpu"]) == 0
+    assert (
+        main(["segment", str(images), str(out), "--checkpoint", str(segmentation_checkpoint), "--device", "cpu"]) == 0
+    )
     assert sorted(p.name for p in out.iterdir()) == ["0000_sat.png", "0007.png"]
     for name, size in [("0000_sat.png", (64, 64)), ("0007.png", (70, 50))]:
         with Image.open(out / name) as mask:
@@ -117,8 +125,10 @@ def test_miou_pairs_by_id_and_prints_the_official_values(tmp_path, capsys):
     assert "mean_iou: 0.833333" in out  # (1 + 1 + 1 + 2/3 + 1/2) / 5 classes present
 
 
-@pytest.mark.parametrize("case, message", [("missing", "missing 1 ['0002']"), ("extra", "extra 1 ['0099.png']"),
-                                           ("size", "is 4x2, but its ground truth")])
+@pytest.mark.parametrize(
+    "case, message",
+    [("missing", "missing 1 ['0002']"), ("extra", "extra 1 ['0099.png']"), ("size", "is 4x2, but its ground truth")],
+)
 def test_miou_refuses_unpaired_or_mismatched_predictions(tmp_path, capsys, case, message):
     gt, pred = tmp_path / "gt", tmp_path / "pred"
     gt.mkdir(), pred.mkdir()
@@ -149,4 +159,9 @@ def test_standin_command_writes_the_real_layout(tmp_path, capsys):
     assert main(["standin", str(tmp_path / "s"), "--size", "smoke"]) == 0
     assert (tmp_path / "s" / "p1_data" / "val_gt.csv").exists()
     assert (tmp_path / "s" / "p2_data" / "validation" / "0013_sat.jpg").exists()
-    assert decode_mask(np.asarray(Image.open(tmp_path / "s" / "p2_data" / "validation" / "0013_mask.png").convert("RGB"))).max() <= 6
+    assert (
+        decode_mask(
+            np.asarray(Image.open(tmp_path / "s" / "p2_data" / "validation" / "0013_mask.png").convert("RGB"))
+        ).max()
+        <= 6
+    )

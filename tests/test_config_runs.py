@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 
@@ -13,9 +12,16 @@ import torch
 
 from hw1lib.config import ADDED_LATER, EXPERIMENTS, PROFILES, TrainConfig, get_config
 from hw1lib.engine import epoch_batches, lr_factor, steps_per_epoch
-from hw1lib.runs import (RunFolder, current_run, early_middle_final, latest_checkpoint, load_run, params_hash,
-                         set_latest, stage_labels)
-
+from hw1lib.runs import (
+    RunFolder,
+    current_run,
+    early_middle_final,
+    latest_checkpoint,
+    load_run,
+    params_hash,
+    set_latest,
+    stage_labels,
+)
 
 # ---- recipes -------------------------------------------------------------------------------------
 
@@ -59,8 +65,12 @@ PINNED_HASHES = {
 @pytest.mark.parametrize("key", sorted(PINNED_HASHES))
 def test_recipe_run_hashes_are_pinned(key):
     profile, name = key.split("/")
-    params = {"name": name, "config": get_config(name, profile).to_dict(), "data": {"train": "t", "val": "v"},
-              "precision": "fp32"}
+    params = {
+        "name": name,
+        "config": get_config(name, profile).to_dict(),
+        "data": {"train": "t", "val": "v"},
+        "precision": "fp32",
+    }
     assert params_hash(params) == PINNED_HASHES[key]
 
 
@@ -97,12 +107,15 @@ def test_a_last_batch_of_one_is_dropped_and_the_cap_applies():
 # ---- early / middle / final ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("epochs, chosen, labels", [
-    ([1], [1], {1: "epoch 1 (final)"}),
-    ([1, 2], [1, 2], {1: "epoch 1 (early)", 2: "epoch 2 (final)"}),
-    ([1, 2, 3], [1, 2, 3], {1: "epoch 1 (early)", 2: "epoch 2 (middle)", 3: "epoch 3 (final)"}),
-    ([1, 5, 10, 15, 20], [1, 10, 20], {1: "epoch 1 (early)", 10: "epoch 10 (middle)", 20: "epoch 20 (final)"}),
-])
+@pytest.mark.parametrize(
+    "epochs, chosen, labels",
+    [
+        ([1], [1], {1: "epoch 1 (final)"}),
+        ([1, 2], [1, 2], {1: "epoch 1 (early)", 2: "epoch 2 (final)"}),
+        ([1, 2, 3], [1, 2, 3], {1: "epoch 1 (early)", 2: "epoch 2 (middle)", 3: "epoch 3 (final)"}),
+        ([1, 5, 10, 15, 20], [1, 10, 20], {1: "epoch 1 (early)", 10: "epoch 10 (middle)", 20: "epoch 20 (final)"}),
+    ],
+)
 def test_early_middle_final_and_their_labels(epochs, chosen, labels):
     assert early_middle_final(epochs) == chosen
     assert stage_labels(chosen) == labels

@@ -167,11 +167,20 @@ def test_pairs_are_decoded_with_official_masks(tmp_path):
         write_pair(tmp_path, f"{i:04d}", m)
     data = load_segmentation_folder(tmp_path, cache=False)
     assert data.ids == ["0000", "0001"] and data.images.shape == (2, 3, 32, 32)
-    assert data.masks.dtype == torch.uint8 and data.masks[0].unique().tolist() == [0] and data.masks[1].unique().tolist() == [4]
+    assert (
+        data.masks.dtype == torch.uint8
+        and data.masks[0].unique().tolist() == [0]
+        and data.masks[1].unique().tolist() == [4]
+    )
 
 
-@pytest.mark.parametrize("remove, message", [("0001_mask.png", "id 0001: 0001_sat.jpg has no 0001_mask.png"),
-                                             ("0000_sat.jpg", "id 0000: 0000_mask.png has no 0000_sat.jpg")])
+@pytest.mark.parametrize(
+    "remove, message",
+    [
+        ("0001_mask.png", "id 0001: 0001_sat.jpg has no 0001_mask.png"),
+        ("0000_sat.jpg", "id 0000: 0000_mask.png has no 0000_sat.jpg"),
+    ],
+)
 def test_a_missing_partner_names_the_id(tmp_path, remove, message):
     for i in range(2):
         write_pair(tmp_path, f"{i:04d}", np.zeros((32, 32), dtype=np.uint8))

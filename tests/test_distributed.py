@@ -58,8 +58,24 @@ def shared_cache(smoke, monkeypatch):
 
 def torchrun(smoke, experiment: str, out_dir: Path, nproc: int = 2, **env: str) -> subprocess.CompletedProcess:
     """``torchrun --standalone --nproc-per-node N -m hw1lib train EXPERIMENT --profile smoke ...`` on the CPU."""
-    command = [TORCHRUN, "--standalone", "--nproc-per-node", str(nproc), "-m", "hw1lib", "train", experiment,
-               "--profile", "smoke", "--data", str(smoke.data), "--out-dir", str(out_dir), "--device", "cpu"]
+    command = [
+        TORCHRUN,
+        "--standalone",
+        "--nproc-per-node",
+        str(nproc),
+        "-m",
+        "hw1lib",
+        "train",
+        experiment,
+        "--profile",
+        "smoke",
+        "--data",
+        str(smoke.data),
+        "--out-dir",
+        str(out_dir),
+        "--device",
+        "cpu",
+    ]
     environment = {**os.environ, "HW1_CACHE": str(smoke.cache), "OMP_NUM_THREADS": "1", **env}
     return subprocess.run(command, env=environment, capture_output=True, text=True, timeout=JOB_LIMIT_S)
 
@@ -87,8 +103,12 @@ def p1_runs(smoke):
     with pytest.MonkeyPatch.context() as patch:  # a module fixture runs outside the per-test monkeypatch
         patch.setenv("HW1_CACHE", str(smoke.cache))
         single = one_process(smoke, "p1_model_a", smoke.base / "p1-one")
-    return SimpleNamespace(job=job, two=load_current(smoke.base / "p1-two", "p1_model_a"),
-                           one=load_current(smoke.base / "p1-one", "p1_model_a"), single=single)
+    return SimpleNamespace(
+        job=job,
+        two=load_current(smoke.base / "p1-two", "p1_model_a"),
+        one=load_current(smoke.base / "p1-one", "p1_model_a"),
+        single=single,
+    )
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -99,7 +119,8 @@ def p1_runs(smoke):
 def test_two_process_run_folder_is_complete_and_readable(p1_runs, shared_cache):
     run = p1_runs.two
     assert {"params.json", "history.csv", "metrics.json", "last.pt", "best.pt", "epoch_001.pt", "epoch_003.pt"} <= {
-        p.name for p in run.run_dir.iterdir()}
+        p.name for p in run.run_dir.iterdir()
+    }
     assert run.history["epoch"].tolist() == [1, 2, 3] and run.metrics["final_epoch"] == 3
     assert run.params["world_size"] == 2 and run.params["backend"] == "gloo"
     assert run.run_dir.name == p1_runs.one.run_dir.name  # world size and backend are not part of the name
@@ -134,8 +155,16 @@ def test_two_processes_match_one_process_within_tolerance(p1_runs, shared_cache)
     _, val = load_problem1(prepare_data_root(str(shared_cache.data), "smoke"))
     config = TrainConfig(**p1_runs.two.config)
     model = load_model(p1_runs.two.checkpoint(None))[0]
-    result = evaluate(model, build_task(config), val.images, val.labels, config.eval_batch_size, torch.device("cpu"),
-                      config.num_classes, precision=resolve_precision(config, torch.device("cpu")))
+    result = evaluate(
+        model,
+        build_task(config),
+        val.images,
+        val.labels,
+        config.eval_batch_size,
+        torch.device("cpu"),
+        config.num_classes,
+        precision=resolve_precision(config, torch.device("cpu")),
+    )
     assert result["confusion"].tolist() == p1_runs.two.metrics["best_confusion"]
 
 
@@ -171,8 +200,16 @@ def test_segmentation_on_two_processes_keeps_masks_and_matches_one_process(smoke
     _, val = load_problem2(prepare_data_root(str(shared_cache.data), "smoke"))
     config = TrainConfig(**two.config)
     keep = [val.ids.index(i) for i in config.keep_mask_ids]
-    again = evaluate(two.load_model(3), build_task(config), val.images, val.masks, config.eval_batch_size,
-                     torch.device("cpu"), config.num_classes, keep)
+    again = evaluate(
+        two.load_model(3),
+        build_task(config),
+        val.images,
+        val.masks,
+        config.eval_batch_size,
+        torch.device("cpu"),
+        config.num_classes,
+        keep,
+    )
     for index, mask_id in zip(keep, config.keep_mask_ids):
         assert np.array_equal(predictions[3][mask_id], again["kept"][index]), mask_id
     assert again["miou"] == two.history["val_miou"].iloc[-1]
@@ -207,7 +244,12 @@ def test_a_dead_rank_ends_the_job_naming_it_and_a_rerun_resumes(smoke, shared_ca
 def test_train_command_is_on_the_command_line():
     args = build_parser().parse_args(["train", "p2_model_b", "--profile", "smoke", "--device", "cpu", "--fast-dev-run"])
     assert (args.experiment, args.profile, args.device, args.fast_dev_run, args.out_dir) == (
-        "p2_model_b", "smoke", "cpu", True, "")
+        "p2_model_b",
+        "smoke",
+        "cpu",
+        True,
+        "",
+    )
     with pytest.raises(SystemExit):
         build_parser().parse_args(["train", "p3_model_a"])
 
@@ -216,11 +258,12 @@ def test_make_train_runs_torchrun_only_for_several_processes():
     from hw1lib.paths import REPO_ROOT
 
     def dry(*variables: str) -> str:
-        return subprocess.run(["make", "-n", "train", *variables], cwd=REPO_ROOT, capture_output=True, text=True,
-                              check=True).stdout
+        return subprocess.run(
+            ["make", "-n", "train", *variables], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+        ).stdout
 
     several = dry("EXP=p2_model_b", "PROFILE=full", "NPROC=4", "DATA=/d")
-    assert "torchrun --standalone --nproc-per-node 4 -m hw1lib train p2_model_b --profile full --data \"/d\"" in several
+    assert 'torchrun --standalone --nproc-per-node 4 -m hw1lib train p2_model_b --profile full --data "/d"' in several
     one = dry("EXP=p1_model_a", "PROFILE=smoke")
     assert ".venv/bin/python -m hw1lib train p1_model_a --profile smoke" in one and "torchrun" not in one
 
@@ -282,8 +325,15 @@ def test_the_distributed_code_path_with_one_rank_trains_exactly_as_one_process(t
     labels = torch.arange(60) % 5
     images = (torch.rand(60, 3, 32, 32, generator=generator) * 60 + labels[:, None, None, None] * 40).to(torch.uint8)
     data = SimpleNamespace(images=images, labels=labels, key="k")
-    config = TrainConfig(task="classification", model="vgg_like", num_classes=5, epochs=2, batch_size=16,
-                         model_kwargs={"widths": [4, 8, 8], "hidden": 16}, augment={"padding": 2, "flip": True})
+    config = TrainConfig(
+        task="classification",
+        model="vgg_like",
+        num_classes=5,
+        epochs=2,
+        batch_size=16,
+        model_kwargs={"widths": [4, 8, 8], "hidden": 16},
+        augment={"padding": 2, "flip": True},
+    )
     plain = fit(config, data, data, tmp_path / "plain", "p1_test", device="cpu", progress=False)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0, world_size=1)
     try:
@@ -298,8 +348,9 @@ def test_the_distributed_code_path_with_one_rank_trains_exactly_as_one_process(t
     assert (params["world_size"], params["backend"]) == (1, "gloo")
 
 
-@pytest.mark.parametrize("name, kwargs", [("vgg_like", {"widths": [4, 8, 8], "hidden": 16}),
-                                          ("efficientnet_lite0", {"input_size": 32})])
+@pytest.mark.parametrize(
+    "name, kwargs", [("vgg_like", {"widths": [4, 8, 8], "hidden": 16}), ("efficientnet_lite0", {"input_size": 32})]
+)
 def test_sync_batchnorm_keeps_the_network_its_parameters_and_its_names(name, kwargs, one_torch_thread):
     """On CUDA every batch norm becomes synchronised; timm's BatchNormAct2d must keep its activation."""
     from hw1lib.models import build_model

@@ -24,9 +24,19 @@ def tiny_classification(n=60, classes=5, seed=0, key="k"):
 
 
 def config(**overrides):
-    base = dict(task="classification", model="vgg_like", num_classes=5, model_kwargs={"widths": [4, 8, 8], "hidden": 16},
-                epochs=3, batch_size=16, lr=3e-3, loss="focal", augment={"padding": 2, "flip": True},
-                snapshot_epochs=[2], seed=3)
+    base = dict(
+        task="classification",
+        model="vgg_like",
+        num_classes=5,
+        model_kwargs={"widths": [4, 8, 8], "hidden": 16},
+        epochs=3,
+        batch_size=16,
+        lr=3e-3,
+        loss="focal",
+        augment={"padding": 2, "flip": True},
+        snapshot_epochs=[2],
+        seed=3,
+    )
     return TrainConfig(**{**base, **overrides})
 
 
@@ -44,8 +54,16 @@ def test_fit_writes_the_run_folder(tmp_path):
     train, val = tiny_classification(), tiny_classification(seed=1, key="v")
     result = fit(config(), train, val, tmp_path, "p1_test", device="cpu", progress=False)
     run = tmp_path / result["run_dir"].split("/")[-1]
-    assert {"params.json", "history.csv", "metrics.json", "last.pt", "best.pt", "epoch_001.pt", "epoch_002.pt",
-            "epoch_003.pt"} <= {p.name for p in run.iterdir()}
+    assert {
+        "params.json",
+        "history.csv",
+        "metrics.json",
+        "last.pt",
+        "best.pt",
+        "epoch_001.pt",
+        "epoch_002.pt",
+        "epoch_003.pt",
+    } <= {p.name for p in run.iterdir()}
     history = pd.read_csv(run / "history.csv")
     assert history["epoch"].tolist() == [1, 2, 3]
     assert {"train_loss", "val_loss", "train_acc", "val_acc", "lr", "seconds"} <= set(history.columns)
@@ -53,7 +71,9 @@ def test_fit_writes_the_run_folder(tmp_path):
     assert metrics["best_val_acc"] == history["val_acc"].max()
     assert 0.0 <= metrics["best_val_acc"] <= 1.0 and metrics["final_epoch"] == 3
     params = json.loads((run / "params.json").read_text())
-    assert params["config"]["lr"] == 3e-3 and params["environment"]["device"] == "cpu" and params["data"]["train"] == "k"
+    assert (
+        params["config"]["lr"] == 3e-3 and params["environment"]["device"] == "cpu" and params["data"]["train"] == "k"
+    )
     assert history["lr"].iloc[-1] < 3e-3  # cosine annealing went down
 
 
@@ -83,8 +103,16 @@ def test_resume_after_an_interruption_between_epochs_is_exact(tmp_path, cpu_bf16
             raise Interrupt
 
     with pytest.raises(Interrupt):
-        fit(config(cpu_bf16=cpu_bf16), train, val, tmp_path / "b", "p1_test", device="cpu", progress=False,
-            on_epoch_end=stop_after_two)
+        fit(
+            config(cpu_bf16=cpu_bf16),
+            train,
+            val,
+            tmp_path / "b",
+            "p1_test",
+            device="cpu",
+            progress=False,
+            on_epoch_end=stop_after_two,
+        )
     resumed = fit(config(cpu_bf16=cpu_bf16), train, val, tmp_path / "b", "p1_test", device="cpu", progress=False)
     assert_same_weights(weights(f"{reference['run_dir']}/last.pt"), weights(f"{resumed['run_dir']}/last.pt"))
     assert resumed["best_val_acc"] == reference["best_val_acc"]
@@ -127,8 +155,9 @@ def test_non_finite_loss_stops_with_the_step(tmp_path, monkeypatch):
 def test_check_finite_names_the_first_bad_step():
     engine._check_finite([torch.tensor(1.0), torch.tensor(2.0)], 26, 3)  # all finite: no error
     with pytest.raises(FloatingPointError, match=r"\(nan\) at epoch 3, step 28$"):
-        engine._check_finite([torch.tensor(1.0), torch.tensor(2.0), torch.tensor(float("nan")),
-                              torch.tensor(float("inf"))], 26, 3)
+        engine._check_finite(
+            [torch.tensor(1.0), torch.tensor(2.0), torch.tensor(float("nan")), torch.tensor(float("inf"))], 26, 3
+        )
 
 
 def test_precision_is_recorded_and_names_the_run(tmp_path):
@@ -143,8 +172,9 @@ def test_precision_is_recorded_and_names_the_run(tmp_path):
 
 def test_early_stopping_with_patience(tmp_path):
     train, val = tiny_classification(), tiny_classification(seed=1, key="v")
-    result = fit(config(epochs=30, lr=0.0, patience=2, augment={}), train, val, tmp_path, "p1_test", device="cpu",
-                 progress=False)
+    result = fit(
+        config(epochs=30, lr=0.0, patience=2, augment={}), train, val, tmp_path, "p1_test", device="cpu", progress=False
+    )
     assert result["final_epoch"] == 3 and result["stop_reason"].startswith("early stopping")
 
 
@@ -165,9 +195,17 @@ def test_segmentation_run_keeps_masks_of_chosen_ids_every_epoch(tmp_path):
     masks = torch.randint(0, 7, (6, 32, 32), generator=generator).to(torch.uint8)
     images = (masks[:, None].repeat(1, 3, 1, 1) * 30).to(torch.uint8)
     data = SimpleNamespace(images=images, masks=masks, key="s", ids=[f"{i:04d}" for i in range(6)])
-    cfg = TrainConfig(task="segmentation", model="deeplabv3_resnet50", num_classes=7, epochs=2, batch_size=3,
-                      eval_batch_size=3, lr=1e-4, augment={"scale": [0.75, 1.0], "dihedral": True},
-                      keep_mask_ids=["0001", "0004"])
+    cfg = TrainConfig(
+        task="segmentation",
+        model="deeplabv3_resnet50",
+        num_classes=7,
+        epochs=2,
+        batch_size=3,
+        eval_batch_size=3,
+        lr=1e-4,
+        augment={"scale": [0.75, 1.0], "dihedral": True},
+        keep_mask_ids=["0001", "0004"],
+    )
     result = fit(cfg, data, data, tmp_path, "p2_test", device="cpu", progress=False)
     assert 0.0 <= result["best_val_miou"] <= 1.0 and set(result["best"]["iou"]) == {"0", "1", "2", "3", "4", "5"}
     for epoch in (1, 2):
@@ -179,8 +217,12 @@ def test_segmentation_run_keeps_masks_of_chosen_ids_every_epoch(tmp_path):
 
 @pytest.mark.skipif(not precision.native_cpu_bf16(), reason="without AMX the CPU trains in fp32: nothing to refuse")
 def test_cpu_bf16_refuses_a_model_known_to_crash_under_it(tmp_path):
-    seg = SimpleNamespace(images=torch.zeros(4, 3, 32, 32, dtype=torch.uint8),
-                          masks=torch.zeros(4, 32, 32, dtype=torch.uint8), key="s", ids=["0", "1", "2", "3"])
+    seg = SimpleNamespace(
+        images=torch.zeros(4, 3, 32, 32, dtype=torch.uint8),
+        masks=torch.zeros(4, 32, 32, dtype=torch.uint8),
+        key="s",
+        ids=["0", "1", "2", "3"],
+    )
     bad = TrainConfig(task="segmentation", model="fcn32s", num_classes=7, cpu_bf16=True, epochs=1)
     with pytest.raises(ValueError, match="cpu_bf16=True cannot train fcn32s on the CPU"):
         fit(bad, seg, seg, tmp_path, "p2_test", device="cpu", progress=False)

@@ -96,9 +96,7 @@ def test_html_to_pdf_prints_heading_and_number(report_html: Path, tmp_path: Path
         ('echo "fake chromium: cannot open display :0" >&2\nexit 1', "cannot open display :0"),
         # exits 0 but leaves a half-written, non-PDF file where it was told to print
         (
-            'for a in "$@"; do case "$a" in\n'
-            '  --print-to-pdf=*) printf half > "${a#--print-to-pdf=}";;\n'
-            "esac; done",
+            'for a in "$@"; do case "$a" in\n  --print-to-pdf=*) printf half > "${a#--print-to-pdf=}";;\nesac; done',
             "not a PDF",
         ),
     ],
@@ -131,9 +129,7 @@ def test_html_to_pdf_timeout_kills_the_browser_and_its_children(tmp_path: Path) 
     assert not (tmp_path / "report.pdf").exists()
 
 
-def test_html_to_pdf_without_browser_says_what_to_install(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_html_to_pdf_without_browser_says_what_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(export, "find_pdf_browser", lambda: None)
     html = tmp_path / "page.html"
     html.write_text("<h1>hello</h1>")

@@ -20,7 +20,9 @@ def test_focal_loss_by_hand():
     assert FocalLoss(2.0, weight=torch.tensor([2.0, 1.0]))(logits, target).item() == pytest.approx(weighted, rel=1e-6)
 
 
-@pytest.mark.parametrize("kwargs", [{}, {"weight": True}, {"label_smoothing": 0.1}, {"weight": True, "label_smoothing": 0.2}])
+@pytest.mark.parametrize(
+    "kwargs", [{}, {"weight": True}, {"label_smoothing": 0.1}, {"weight": True, "label_smoothing": 0.2}]
+)
 @pytest.mark.parametrize("shape", [(12, 5), (3, 5, 4, 6)])
 def test_focal_loss_at_gamma_zero_is_cross_entropy(kwargs, shape):
     generator = torch.Generator().manual_seed(0)
@@ -29,7 +31,8 @@ def test_focal_loss_at_gamma_zero_is_cross_entropy(kwargs, shape):
     if kwargs.get("weight"):
         kwargs = {**kwargs, "weight": torch.rand(5, generator=generator) + 0.1}
     assert FocalLoss(gamma=0.0, **kwargs)(logits, target).item() == pytest.approx(
-        F.cross_entropy(logits, target, **kwargs).item(), rel=1e-5)
+        F.cross_entropy(logits, target, **kwargs).item(), rel=1e-5
+    )
 
 
 def test_focal_loss_down_weights_easy_samples():

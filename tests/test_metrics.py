@@ -26,7 +26,7 @@ def official_miou(pred: np.ndarray, labels: np.ndarray) -> tuple[float, list[flo
 
 def test_miou_equals_the_official_formula_on_random_masks_with_unknown_pixels():
     rng = np.random.default_rng(0)
-    for trial in range(5):
+    for _ in range(5):
         labels = rng.integers(0, 7, size=(4, 33, 29))  # includes unknown (6) ground truth
         pred = np.where(rng.random(labels.shape) < 0.6, labels, rng.integers(0, 7, size=labels.shape))
         matrix = ConfusionMatrix(7)

@@ -15,16 +15,22 @@ import subprocess
 import nbformat
 import pytest
 
-from hw1lib.data.standin import generate_standin
 from hw1lib.build import ReportError, _execute, build_report
 from hw1lib.config import EXPERIMENTS as EXPERIMENT_NAMES
+from hw1lib.data.standin import generate_standin
 from hw1lib.runs import load_current
 
 QUESTIONS = [
-    "1. Architecture of model A", "2. Validation accuracy of model A and model B", "3. Implementation details of model A",
-    "4. Model B and how it differs from model A", "5. PCA of model A", "6. t-SNE of the same layer",
-    "7. Architecture of model A: VGG16 + FCN32s", "8. Architecture of model B and how it differs from model A",
-    "9. mIoU of both models on the validation set", "10. Predicted masks of 0013, 0062 and 0104",
+    "1. Architecture of model A",
+    "2. Validation accuracy of model A and model B",
+    "3. Implementation details of model A",
+    "4. Model B and how it differs from model A",
+    "5. PCA of model A",
+    "6. t-SNE of the same layer",
+    "7. Architecture of model A: VGG16 + FCN32s",
+    "8. Architecture of model B and how it differs from model A",
+    "9. mIoU of both models on the validation set",
+    "10. Predicted masks of 0013, 0062 and 0104",
 ]
 
 
@@ -36,10 +42,14 @@ def smoke_build(tmp_path_factory):
             patch.setenv(name, str(base / folder))
         generate_standin(base / "data", size="smoke")
         written = build_report(profile="smoke", data=str(base / "data"), out_dir=base / "out", device="cpu")
-        yield {"base": base, "written": written, "runs": {name: load_current(base / "runs" / "smoke", name)
-                                                           for name in EXPERIMENT_NAMES}}
+        yield {
+            "base": base,
+            "written": written,
+            "runs": {name: load_current(base / "runs" / "smoke", name) for name in EXPERIMENT_NAMES},
+        }
 
 
+@pytest.mark.slow
 def test_notebooks_write_sane_metrics(smoke_build):
     for name, run in smoke_build["runs"].items():
         metric = run.metrics["metric"]
@@ -54,10 +64,16 @@ def test_notebooks_write_sane_metrics(smoke_build):
     embeddings = smoke_build["runs"]["p1_model_a"].run_dir / "embeddings.npz"
     assert embeddings.exists()  # notebook 03 cached its projections for the report
     figures = {p.name for p in (smoke_build["base"] / "figures" / "smoke").iterdir()}
-    assert {"p1_model_a_curves.png", "p1_model_a_tsne.png", "p1_model_a_pca.png", "p2_model_b_masks.png",
-            "p2_model_a_architecture.png"} <= figures
+    assert {
+        "p1_model_a_curves.png",
+        "p1_model_a_tsne.png",
+        "p1_model_a_pca.png",
+        "p2_model_b_masks.png",
+        "p2_model_a_architecture.png",
+    } <= figures
 
 
+@pytest.mark.slow
 def test_executed_notebooks_and_html_are_kept_beside_the_report(smoke_build):
     folder = smoke_build["written"]["notebooks"]
     for stem in ("01_p1_model_a", "03_p1_representations", "05_p2_model_b", "06_report"):
@@ -69,11 +85,13 @@ def test_executed_notebooks_and_html_are_kept_beside_the_report(smoke_build):
     assert set(timings) == {"01_p1_model_a", "02_p1_model_b", "03_p1_representations", "04_p2_model_a", "05_p2_model_b"}
 
 
+@pytest.mark.slow
 def test_pdf_has_every_question_and_the_numbers_of_the_metrics_files(smoke_build):
     if "pdf" not in smoke_build["written"] or not shutil.which("pdftotext"):
         pytest.skip("no headless Chromium / pdftotext: run scripts/install_pdf_tools.sh")
-    text = subprocess.run(["pdftotext", "-layout", str(smoke_build["written"]["pdf"]), "-"], capture_output=True,
-                          text=True, check=True).stdout
+    text = subprocess.run(
+        ["pdftotext", "-layout", str(smoke_build["written"]["pdf"]), "-"], capture_output=True, text=True, check=True
+    ).stdout
     flat = " ".join(text.split())
     for heading in QUESTIONS:
         assert heading in flat, heading
@@ -84,10 +102,24 @@ def test_pdf_has_every_question_and_the_numbers_of_the_metrics_files(smoke_build
 
 def test_a_failing_notebook_is_named_with_its_cell(tmp_path):
     notebook = nbformat.v4.new_notebook()
-    notebook.cells = [nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
-                      nbformat.v4.new_code_cell("raise ValueError('broken on purpose')")]
+    notebook.cells = [
+        nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("raise ValueError('broken on purpose')"),
+    ]
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     source = tmp_path / "07_broken.ipynb"
     nbformat.write(notebook, source)
     with pytest.raises(ReportError, match=r"07_broken.ipynb failed in cell \[3\] \(ValueError: broken on purpose\)"):
         _execute(source, tmp_path / "out.ipynb", {"x": 2})
+
+
+@pytest.mark.slow
+def test_progress_bars_are_text_that_ends_at_100_percent(smoke_build):
+    notebook = nbformat.read(smoke_build["written"]["notebooks"] / "01_p1_model_a.ipynb", as_version=4)
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
+    assert not any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)
+    streams = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
+    bars = [line for line in streams.splitlines() if line.startswith("epoch ")]
+    assert bars and all("100%" in line for line in bars) and "\r" not in streams
+    html = (smoke_build["written"]["notebooks"] / "01_p1_model_a.html").read_text()
+    assert "100%" in html

@@ -17,20 +17,32 @@ def make_run(tmp_path, name, values, profile="demo", data_root=None, **config_ov
     metric = "acc" if name.startswith("p1") else "miou"
     data_root = data_root or tmp_path / "data"
     split = "p1_data/train_50" if metric == "acc" else "p2_data/train"
-    params = {"config": config, "precision": "fp32", "environment": {"device": "cpu"},
-              "data_folders": {"train": str(data_root / split), "val": str(data_root / split)}}
+    params = {
+        "config": config,
+        "precision": "fp32",
+        "environment": {"device": "cpu"},
+        "data_folders": {"train": str(data_root / split), "val": str(data_root / split)},
+    }
     history = pd.DataFrame({"epoch": range(1, len(values) + 1), f"val_{metric}": values})
     best = int(np.argmax(values))
     iou = {str(c): 0.5 for c in range(6)} | {"4": None}
-    metrics = {"metric": metric, f"best_val_{metric}": values[best], "best_epoch": best + 1,
-               "final_epoch": len(values), "stop_reason": "completed all epochs", "train_seconds": 130.0,
-               "weights_source": "random initialisation", "best": {"iou": iou}}
+    metrics = {
+        "metric": metric,
+        f"best_val_{metric}": values[best],
+        "best_epoch": best + 1,
+        "final_epoch": len(values),
+        "stop_reason": "completed all epochs",
+        "train_seconds": 130.0,
+        "weights_source": "random initialisation",
+        "best": {"iou": iou},
+    }
     return Run(folder=RunFolder(tmp_path / f"{name}-0123456789"), params=params, metrics=metrics, history=history)
 
 
 def test_compare_sentence_orders_by_value_and_handles_a_tie():
     assert report.compare_sentence("A", 0.5, "B", 0.75, "accuracy") == (
-        "B reaches a validation accuracy of 0.7500, 0.2500 above A (0.5000).")
+        "B reaches a validation accuracy of 0.7500, 0.2500 above A (0.5000)."
+    )
     assert report.compare_sentence("A", 0.9, "B", 0.75, "mIoU").startswith("A reaches a validation mIoU of 0.9000")
     tie = report.compare_sentence("A", 0.6, "B", 0.6, "accuracy")
     assert "0.0000 above" in tie  # a tie is stated as such, with B first (the newer model)
@@ -74,7 +86,8 @@ def test_iou_table_marks_an_absent_class(tmp_path):
 def test_tsne_pca_and_mask_paragraphs(tmp_path):
     assert report.tsne_text({1: 0.1, 5: 0.3, 10: 0.6}).endswith(
         "0.100 (epoch 1) -> 0.300 (epoch 5) -> 0.600 (epoch 10): the classes form tighter, better separated clusters "
-        "as training proceeds.")
+        "as training proceeds."
+    )
     assert report.tsne_text({1: 0.5, 10: 0.4}).endswith("did not become better separated.")
     run = make_run(tmp_path, "p1_model_a", [0.2, 0.6])
     emb = {"pca_epoch": 2, "pca_explained": np.array([0.3, 0.2])}
@@ -84,7 +97,8 @@ def test_tsne_pca_and_mask_paragraphs(tmp_path):
     masks = make_run(tmp_path, "p2_model_b", [0.2, 0.5, 0.7])
     assert report.masks_text(masks, [1, 3], {1: "epoch 1 (early)", 3: "epoch 3 (final)"}) == (
         "Input, ground truth and model B's prediction at epoch 1 (early) (validation mIoU 0.2000), "
-        "epoch 3 (final) (validation mIoU 0.7000).")
+        "epoch 3 (final) (validation mIoU 0.7000)."
+    )
 
 
 @pytest.mark.parametrize("batch_norm, mentioned", [(True, True), (False, False)])
@@ -97,10 +111,14 @@ def test_fast_dev_run_statement_comes_from_the_runs_caps(tmp_path):
     real = {name: make_run(tmp_path, name, [0.3, 0.4]) for name in ("p1_model_a", "p2_model_b")}
     assert report.fast_dev_run_statement(real) == "" and not report.is_fast_dev_run(real["p1_model_a"])
     assert "not capped" in report.fast_dev_run_statement(real, requested=True)
-    fast = {name: make_run(tmp_path, name, [0.3, 0.4], profile="full", fast_dev_run=True)
-            for name in ("p1_model_a", "p2_model_b")}
+    fast = {
+        name: make_run(tmp_path, name, [0.3, 0.4], profile="full", fast_dev_run=True)
+        for name in ("p1_model_a", "p2_model_b")
+    }
     text = report.fast_dev_run_statement(fast)
-    assert text.startswith("**FAST DEV RUN: the numbers in this report mean nothing.** Every training was capped to "
-                           "at most 2 epochs of 2 training batches and 2 validation batches, at the profile's real sizes")
+    assert text.startswith(
+        "**FAST DEV RUN: the numbers in this report mean nothing.** Every training was capped to "
+        "at most 2 epochs of 2 training batches and 2 validation batches, at the profile's real sizes"
+    )
     mixed = {"p1_model_a": real["p1_model_a"], "p2_model_b": fast["p2_model_b"]}
     assert "The trainings of p2_model_b were capped" in report.fast_dev_run_statement(mixed, requested=True)

@@ -110,14 +110,16 @@ def test_overlay_mask_rejects_mismatched_shapes_and_bad_classes():
 
 
 def _history() -> pd.DataFrame:
-    return pd.DataFrame({
-        "epoch": [1, 2, 3, 4],
-        "train_loss": [2.0, 1.5, 1.2, 1.0],
-        "val_loss": [2.1, 1.6, 1.7, 1.8],
-        "train_acc": [0.2, 0.4, 0.5, 0.6],
-        "val_acc": [0.2, 0.3, 0.45, 0.4],
-        "lr": [1e-3, 8e-4, 5e-4, 2e-4],
-    })
+    return pd.DataFrame(
+        {
+            "epoch": [1, 2, 3, 4],
+            "train_loss": [2.0, 1.5, 1.2, 1.0],
+            "val_loss": [2.1, 1.6, 1.7, 1.8],
+            "train_acc": [0.2, 0.4, 0.5, 0.6],
+            "val_acc": [0.2, 0.3, 0.45, 0.4],
+            "lr": [1e-3, 8e-4, 5e-4, 2e-4],
+        }
+    )
 
 
 def test_plot_history_one_panel_per_metric_and_best_epoch(tmp_path):
@@ -203,8 +205,14 @@ class _TwoHeads(nn.Module):
 
 
 def _tiny_cnn() -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
-                         nn.Flatten(), nn.Linear(8 * 4 * 4, 5))
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(8 * 4 * 4, 5),
+    )
 
 
 def test_trace_architecture_fuses_and_counts():
@@ -282,8 +290,12 @@ def test_plot_architecture_draws_one_box_per_traced_module():
 
 
 def test_plot_class_scores_groups_models_and_marks_absent_classes():
-    fig = viz.plot_class_scores({"FCN32s": [0.5, None, 0.2, 0.1, 0.0, 0.9], "DeepLabV3": [0.6, 0.3, 0.4, 0.2, 0.1, 1.0]},
-                                list(CLASS_NAMES[:6]), "IoU", class_colours=True)
+    fig = viz.plot_class_scores(
+        {"FCN32s": [0.5, None, 0.2, 0.1, 0.0, 0.9], "DeepLabV3": [0.6, 0.3, 0.4, 0.2, 0.1, 1.0]},
+        list(CLASS_NAMES[:6]),
+        "IoU",
+        class_colours=True,
+    )
     ax = fig.axes[0]
     assert len(ax.patches) == 12 and [t.get_text() for t in ax.texts] == ["absent"]
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["FCN32s", "DeepLabV3"]
@@ -301,7 +313,9 @@ def test_plot_confused_examples_shows_both_classes_of_each_pair():
 
 def test_plot_confusion_matrices_side_by_side_with_one_colour_bar():
     rng = np.random.default_rng(0)
-    fig = viz.plot_confusion_matrices({"model A": rng.integers(0, 9, (50, 50)), "model B": rng.integers(0, 9, (50, 50))})
+    fig = viz.plot_confusion_matrices(
+        {"model A": rng.integers(0, 9, (50, 50)), "model B": rng.integers(0, 9, (50, 50))}
+    )
     titled = [ax.get_title() for ax in fig.axes if ax.get_title()]
     assert titled == ["model A", "model B"] and len(fig.axes) == 3  # two panels and one colour bar
     with pytest.raises(ValueError, match="different sizes"):

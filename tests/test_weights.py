@@ -12,10 +12,10 @@ import urllib.error
 import numpy as np
 import pytest
 import torch
+import torchvision
 from PIL import Image
 
 import hw1lib  # noqa: F401  (before torchvision)
-import torchvision
 from hw1lib.cli import main
 from hw1lib.models import WeightsUnavailableError, build_model
 from hw1lib.models.weights import (

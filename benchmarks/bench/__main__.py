@@ -33,13 +33,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.bench",
         description="Training/inference speed of every model, levers of P1 model A, and the project's data path "
-                    "against a conventional one. Prints the tables; see benchmarks/README.md.")
+        "against a conventional one. Prints the tables; see benchmarks/README.md.",
+    )
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one thread (CI, about a minute on a CPU)")
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
-    parser.add_argument("--out", default=None, type=Path,
-                        help="JSON file for everything measured; the tables go beside it as markdown (same name, "
-                             ".md). Without --out a full run only prints the tables and writes nothing; --quick "
-                             "writes to a temporary file")
+    parser.add_argument(
+        "--out",
+        default=None,
+        type=Path,
+        help="JSON file for everything measured; the tables go beside it as markdown (same name, "
+        ".md). Without --out a full run only prints the tables and writes nothing; --quick "
+        "writes to a temporary file",
+    )
     args = parser.parse_args(argv)
     if args.out is not None and args.out.suffix == ".md":
         parser.error(f"--out {args.out}: the JSON goes there and the markdown beside it; give a .json name")
@@ -54,8 +59,12 @@ def main(argv: list[str] | None = None) -> dict:
     out = args.out if args.out is not None else default_out(device, plan.quick)
     if out is None:
         log("no --out: the tables are printed, nothing is written")
-    command = "python -m benchmarks.bench" + (" --quick" if args.quick else "") + f" --device {args.device}" + \
-        (f" --out {args.out}" if args.out else "")
+    command = (
+        "python -m benchmarks.bench"
+        + (" --quick" if args.quick else "")
+        + f" --device {args.device}"
+        + (f" --out {args.out}" if args.out else "")
+    )
     results = run_benchmark(device, plan, command)
     if out is not None:
         save_json(results, out)

@@ -106,14 +106,28 @@ def conventional_loader(config: TrainConfig, folder: Path, device: torch.device)
     else:
         # the defaults of hw1lib.data.augment.random_dihedral_crop_scale; no augmentation when the recipe has none
         scale = tuple(augment.get("scale", (0.5, 1.0))) if augment else (1.0, 1.0)
-        dataset = ConventionalSegmentationSet(folder, train_side(config, folder), scale,
-                                              bool(augment) and augment.get("dihedral", True))
-    return DataLoader(dataset, batch_size=config.batch_size, shuffle=True, num_workers=CONVENTIONAL_WORKERS,
-                      pin_memory=device.type == "cuda")
+        dataset = ConventionalSegmentationSet(
+            folder, train_side(config, folder), scale, bool(augment) and augment.get("dihedral", True)
+        )
+    return DataLoader(
+        dataset,
+        batch_size=config.batch_size,
+        shuffle=True,
+        num_workers=CONVENTIONAL_WORKERS,
+        pin_memory=device.type == "cuda",
+    )
 
 
-def conventional_pass(model: nn.Module, task, loader: DataLoader, optimizer, scheduler, config: TrainConfig,
-                      device: torch.device, max_batches: int | None = None) -> int:
+def conventional_pass(
+    model: nn.Module,
+    task,
+    loader: DataLoader,
+    optimizer,
+    scheduler,
+    config: TrainConfig,
+    device: torch.device,
+    max_batches: int | None = None,
+) -> int:
     """One (possibly bounded) training epoch over a DataLoader: the engine's step with another data source.
 
     Returns:

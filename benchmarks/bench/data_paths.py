@@ -17,8 +17,13 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.bench.conventional import (CONVENTIONAL_WORKERS, conventional_loader, conventional_pass,
-                                           data_only_conventional, train_side)
+from benchmarks.bench.conventional import (
+    CONVENTIONAL_WORKERS,
+    conventional_loader,
+    conventional_pass,
+    data_only_conventional,
+    train_side,
+)
 from benchmarks.bench.levers import lever_setting
 from benchmarks.bench.plan import Plan, bench_batch
 from benchmarks.bench.timing import load_average, sync, time_calls, time_interleaved
@@ -29,8 +34,14 @@ from hw1lib.engine import build_training, epoch_batches, train_one_epoch
 from hw1lib.precision import resolve_precision, to_input
 
 
-def _data_only_project(task, images: torch.Tensor, targets: torch.Tensor, config: TrainConfig, device: torch.device,
-                       max_batches: int | None) -> int:
+def _data_only_project(
+    task,
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    config: TrainConfig,
+    device: torch.device,
+    max_batches: int | None,
+) -> int:
     """The engine's data work for one epoch (index, to float on the device, augment), without the model."""
     generator = torch.Generator().manual_seed(0)
     seen = 0
@@ -42,12 +53,16 @@ def _data_only_project(task, images: torch.Tensor, targets: torch.Tensor, config
     return seen
 
 
-def _load_project_data(config: TrainConfig, folder: Path,
-                       device: torch.device) -> tuple[torch.Tensor, torch.Tensor, dict]:
+def _load_project_data(
+    config: TrainConfig, folder: Path, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """Decode the folder into a fresh cache, load it again from the cache, and place it as the engine does."""
     cache = Path(tempfile.mkdtemp(prefix="hw1-bench-cache-"))
-    load = (lambda: load_classification_folder(folder, labelled=True, cache=cache)) if config.task == "classification" \
+    load = (
+        (lambda: load_classification_folder(folder, labelled=True, cache=cache))
+        if config.task == "classification"
         else (lambda: load_segmentation_folder(folder, cache=cache))
+    )
     try:
         tic = time.perf_counter()
         load()
@@ -61,8 +76,11 @@ def _load_project_data(config: TrainConfig, folder: Path,
     tic = time.perf_counter()
     images, targets = data.images.to(device), targets.to(device)  # the engine moves a data set that fits, once
     sync(device)
-    one_off = {"decode_seconds": decode, "cache_load_seconds": cache_load,
-               "to_device_seconds": time.perf_counter() - tic}
+    one_off = {
+        "decode_seconds": decode,
+        "cache_load_seconds": cache_load,
+        "to_device_seconds": time.perf_counter() - tic,
+    }
     return images, targets, one_off
 
 
@@ -77,16 +95,26 @@ def images_per_pass(n: int, batch_size: int, max_batches: int | None, drops_sing
     return n if max_batches is None else min(n, max_batches * batch_size)
 
 
-def _project_passes(model, task, optimizer, scheduler, config: TrainConfig, folder: Path, device: torch.device,
-                    plan: Plan, max_batches: int | None):
+def _project_passes(
+    model,
+    task,
+    optimizer,
+    scheduler,
+    config: TrainConfig,
+    folder: Path,
+    device: torch.device,
+    plan: Plan,
+    max_batches: int | None,
+):
     """(warm-up, training pass, data-only pass, images per pass, one-off costs) of the project's data path."""
     images, targets, one_off = _load_project_data(config, folder, device)
     epochs = iter(range(1, 1_000_000))
 
     def train_pass(batches: int | None = max_batches) -> None:
         bounded = dataclasses.replace(config, max_train_batches=batches)
-        train_one_epoch(model, task, images, targets, optimizer, scheduler, bounded, next(epochs), device,
-                        progress=False)
+        train_one_epoch(
+            model, task, images, targets, optimizer, scheduler, bounded, next(epochs), device, progress=False
+        )
 
     def data_pass() -> None:
         _data_only_project(task, images, targets, config, device, max_batches)
@@ -95,8 +123,17 @@ def _project_passes(model, task, optimizer, scheduler, config: TrainConfig, fold
     return lambda: train_pass(plan.warmup_steps), train_pass, data_pass, per_pass, one_off
 
 
-def _conventional_passes(model, task, optimizer, scheduler, config: TrainConfig, folder: Path, device: torch.device,
-                         plan: Plan, max_batches: int | None):
+def _conventional_passes(
+    model,
+    task,
+    optimizer,
+    scheduler,
+    config: TrainConfig,
+    folder: Path,
+    device: torch.device,
+    plan: Plan,
+    max_batches: int | None,
+):
     """(warm-up, training pass, data-only pass, images per pass, one-off costs) of the conventional data path."""
     loader = conventional_loader(config, folder, device)
 
@@ -119,8 +156,15 @@ def _folder_size(config: TrainConfig, folder: Path) -> int:
     return len(list_pngs(folder)) if config.task == "classification" else len(scan_pairs(folder)[1])
 
 
-def _setup_pipeline(pipeline: str, experiment: str, folder: Path, device: torch.device, plan: Plan,
-                    max_batches: int | None, lever: str | None) -> dict:
+def _setup_pipeline(
+    pipeline: str,
+    experiment: str,
+    folder: Path,
+    device: torch.device,
+    plan: Plan,
+    max_batches: int | None,
+    lever: str | None,
+) -> dict:
     """A seeded model, AdamW and the pipeline's passes, ready to time; ``row`` holds what is known before timing."""
     if pipeline not in PIPELINES:
         raise ValueError(f"unknown pipeline {pipeline!r}; valid: {sorted(PIPELINES)}")
@@ -132,26 +176,50 @@ def _setup_pipeline(pipeline: str, experiment: str, folder: Path, device: torch.
         raise ValueError(f"lever {lever!r}: the data-path comparison runs eager models only")
     config = dataclasses.replace(config, cpu_bf16=setting.cpu_bf16, channels_last=setting.channels_last)
     model, task, optimizer, scheduler = build_training(config, device, _folder_size(config, folder))
-    warm, train_pass, data_pass, per_pass, one_off = PIPELINES[pipeline](model, task, optimizer, scheduler, config,
-                                                                         folder, device, plan, max_batches)
-    row = {"experiment": experiment, "pipeline": pipeline, "lever": lever or "engine as is", "model": config.model,
-           "precision": resolve_precision(config, device), "channels_last": config.channels_last,
-           "folder": str(folder), "images_per_pass": per_pass, "whole_epoch": max_batches is None,
-           "batch_size": config.batch_size, "image_side": side,
-           "workers": CONVENTIONAL_WORKERS if pipeline == "conventional" else 0, "one_off": one_off}
+    warm, train_pass, data_pass, per_pass, one_off = PIPELINES[pipeline](
+        model, task, optimizer, scheduler, config, folder, device, plan, max_batches
+    )
+    row = {
+        "experiment": experiment,
+        "pipeline": pipeline,
+        "lever": lever or "engine as is",
+        "model": config.model,
+        "precision": resolve_precision(config, device),
+        "channels_last": config.channels_last,
+        "folder": str(folder),
+        "images_per_pass": per_pass,
+        "whole_epoch": max_batches is None,
+        "batch_size": config.batch_size,
+        "image_side": side,
+        "workers": CONVENTIONAL_WORKERS if pipeline == "conventional" else 0,
+        "one_off": one_off,
+    }
     return {"row": row, "warm": warm, "train": train_pass, "data": data_pass}
 
 
 def _finish_row(row: dict, train: list[float], data_only: list[float]) -> dict:
     """A pipeline's row with its timings: medians of the passes, and images/s from them."""
     n = row["images_per_pass"]
-    return {**row, "epoch_seconds": statistics.median(train), "epoch_seconds_all": train,
-            "train_images_per_s": n / statistics.median(train), "data_only_seconds": statistics.median(data_only),
-            "data_only_images_per_s": n / statistics.median(data_only), "load_average_after": load_average()}
+    return {
+        **row,
+        "epoch_seconds": statistics.median(train),
+        "epoch_seconds_all": train,
+        "train_images_per_s": n / statistics.median(train),
+        "data_only_seconds": statistics.median(data_only),
+        "data_only_images_per_s": n / statistics.median(data_only),
+        "load_average_after": load_average(),
+    }
 
 
-def measure_epoch(pipeline: str, experiment: str, folder: Path, device: torch.device, plan: Plan,
-                  max_batches: int | None = None, lever: str | None = None) -> dict:
+def measure_epoch(
+    pipeline: str,
+    experiment: str,
+    folder: Path,
+    device: torch.device,
+    plan: Plan,
+    max_batches: int | None = None,
+    lever: str | None = None,
+) -> dict:
     """One pipeline alone (``"project"`` or ``"conventional"``), measured as :func:`compare_data_paths` does."""
     setup = _setup_pipeline(pipeline, experiment, folder, device, plan, max_batches, lever)
     if plan.warmup_steps:
@@ -161,8 +229,15 @@ def measure_epoch(pipeline: str, experiment: str, folder: Path, device: torch.de
     return _finish_row(setup["row"], train, data_only)
 
 
-def compare_data_paths(experiment: str, folder: Path, device: torch.device, plan: Plan, max_batches: int | None = None,
-                       lever: str | None = None, conventional_lever: str | None = None) -> dict:
+def compare_data_paths(
+    experiment: str,
+    folder: Path,
+    device: torch.device,
+    plan: Plan,
+    max_batches: int | None = None,
+    lever: str | None = None,
+    conventional_lever: str | None = None,
+) -> dict:
     """One epoch (or ``max_batches`` batches) of ``experiment`` through the conventional and the project data path.
 
     Both pipelines train the same seeded model with the same optimiser, loss and batch size, in the
@@ -184,11 +259,19 @@ def compare_data_paths(experiment: str, folder: Path, device: torch.device, plan
         for setup in setups.values():
             setup["warm"]()
     train = time_interleaved({p: s["train"] for p, s in setups.items()}, device, 0, plan.epoch_repeats)
-    data = time_interleaved({p: s["data"] for p, s in setups.items()}, device, min(1, plan.warmup_steps),
-                            plan.epoch_repeats)
+    data = time_interleaved(
+        {p: s["data"] for p, s in setups.items()}, device, min(1, plan.warmup_steps), plan.epoch_repeats
+    )
     rows = [_finish_row(setups[p]["row"], train[p], data[p]) for p in PIPELINES]
     conventional, project = rows
-    ratios = {"train_speedup": project["train_images_per_s"] / conventional["train_images_per_s"],
-              "data_only_speedup": project["data_only_images_per_s"] / conventional["data_only_images_per_s"]}
-    return {"experiment": experiment, "lever": lever or "engine as is",
-            "conventional_lever": levers["conventional"] or "engine as is", "rows": rows, "ratios": ratios}
+    ratios = {
+        "train_speedup": project["train_images_per_s"] / conventional["train_images_per_s"],
+        "data_only_speedup": project["data_only_images_per_s"] / conventional["data_only_images_per_s"],
+    }
+    return {
+        "experiment": experiment,
+        "lever": lever or "engine as is",
+        "conventional_lever": levers["conventional"] or "engine as is",
+        "rows": rows,
+        "ratios": ratios,
+    }

@@ -13,8 +13,21 @@ from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 from hw1lib.precision import autocast, to_input
 
 
-def _conv_backward_flop(grad_out_shape, x_shape, w_shape, _bias, _stride, _padding, _dilation, transposed,
-                        _output_padding, _groups, output_mask, out_shape=None, **_: object) -> int:
+def _conv_backward_flop(
+    grad_out_shape,
+    x_shape,
+    w_shape,
+    _bias,
+    _stride,
+    _padding,
+    _dilation,
+    transposed,
+    _output_padding,
+    _groups,
+    output_mask,
+    out_shape=None,
+    **_: object,
+) -> int:
     """FLOPs of a convolution's backward: grad_input and grad_weight each cost what the forward costs.
 
     Why not torch's own formula: in torch 2.13 it ignores ``groups`` and counts a grouped (depthwise)
@@ -30,8 +43,9 @@ def flop_counter() -> FlopCounterMode:
     return FlopCounterMode(display=False, custom_mapping={torch.ops.aten.convolution_backward: _conv_backward_flop})
 
 
-def count_flops(model: nn.Module, task, images: torch.Tensor, targets: torch.Tensor, device: torch.device,
-                precision: str = "fp32") -> tuple[float, float]:
+def count_flops(
+    model: nn.Module, task, images: torch.Tensor, targets: torch.Tensor, device: torch.device, precision: str = "fp32"
+) -> tuple[float, float]:
     """FLOPs per image of one training step (forward + backward) and of one inference (forward).
 
     Counts what ``FlopCounterMode`` counts: matrix multiplications and convolutions (not element-wise

@@ -49,18 +49,33 @@ def measure_model(case: ModelCase, device: torch.device, plan: Plan, peak: float
         train = _train_calls(model, task, config, data, optimizer, scheduler, device, plan)
     n_eval = config.eval_batch_size * plan.steps_per_call
     eval_data = (data[0][:n_eval], data[1][:n_eval])
-    infer = time_calls(lambda: evaluate(model, task, *eval_data, config.eval_batch_size, device, config.num_classes,
-                                        precision=precision), device, 1, plan.timed_steps)
+    infer = time_calls(
+        lambda: evaluate(
+            model, task, *eval_data, config.eval_batch_size, device, config.num_classes, precision=precision
+        ),
+        device,
+        1,
+        plan.timed_steps,
+    )
     flops_train, flops_infer = count_flops(model, task, data[0][:2], data[1][:2], device, precision)
     train_ips = config.batch_size * plan.steps_per_call / statistics.median(train)
     infer_ips = n_eval / statistics.median(infer)
     return {
-        "model": config.model, "task": config.task, "input": f"{side}x{side}", "working_side": case.working_side,
-        "batch_size": config.batch_size, "eval_batch_size": config.eval_batch_size, "precision": precision,
-        "train_images_per_s": train_ips, "infer_images_per_s": infer_ips,
-        "train_step_seconds": train, "infer_batch_seconds": infer,
-        "peak_memory_mib": memory["peak_mib"], "peak_memory_kind": memory["kind"],
-        "train_gflop_per_image": flops_train / 1e9, "infer_gflop_per_image": flops_infer / 1e9,
+        "model": config.model,
+        "task": config.task,
+        "input": f"{side}x{side}",
+        "working_side": case.working_side,
+        "batch_size": config.batch_size,
+        "eval_batch_size": config.eval_batch_size,
+        "precision": precision,
+        "train_images_per_s": train_ips,
+        "infer_images_per_s": infer_ips,
+        "train_step_seconds": train,
+        "infer_batch_seconds": infer,
+        "peak_memory_mib": memory["peak_mib"],
+        "peak_memory_kind": memory["kind"],
+        "train_gflop_per_image": flops_train / 1e9,
+        "infer_gflop_per_image": flops_infer / 1e9,
         "train_achieved_tflops": flops_train * train_ips / 1e12,
         "infer_achieved_tflops": flops_infer * infer_ips / 1e12,
         "peak_used": peak_for(precision, device),
@@ -94,8 +109,10 @@ def lever_setting(lever: str | None, config: TrainConfig) -> Setting:
     one_layout = ("NCHW" in parts) != ("channels_last" in parts)
     one_precision = ("fp32" in parts) != ("bf16 autocast" in parts)
     if not (set(parts) <= known and one_layout and one_precision):
-        raise ValueError(f"lever {lever!r}: expected 'engine as is' or 'NCHW|channels_last, fp32|bf16 autocast'"
-                         f" (optionally ', torch.compile')")
+        raise ValueError(
+            f"lever {lever!r}: expected 'engine as is' or 'NCHW|channels_last, fp32|bf16 autocast'"
+            f" (optionally ', torch.compile')"
+        )
     return Setting("channels_last" in parts, "bf16 autocast" in parts, "torch.compile" in parts)
 
 
@@ -114,8 +131,14 @@ def _lever_call(case: ModelCase, lever: str, device: torch.device, plan: Plan) -
     data = synthetic_data(config, case.image_side, config.batch_size * plan.steps_per_call, device)
     model, task, optimizer, scheduler = build_training(config, device, len(data[0]))
     precision = resolve_precision(config, device)
-    info = {"eager": model, "task": task, "data": data, "precision": precision, "compile_seconds": None,
-            "engine": setting == lever_setting(None, case.config)}
+    info = {
+        "eager": model,
+        "task": task,
+        "data": data,
+        "precision": precision,
+        "compile_seconds": None,
+        "engine": setting == lever_setting(None, case.config),
+    }
     bounded = dataclasses.replace(config, max_train_batches=plan.steps_per_call)
     epochs = iter(range(1, 1_000_000))
     net = torch.compile(model) if setting.compile else model
@@ -148,8 +171,14 @@ def measure_levers(case: ModelCase, levers: tuple[str, ...], device: torch.devic
         ips = case.config.batch_size * plan.steps_per_call / statistics.median(times[lever])
         data = info["data"]
         flops, _ = count_flops(info["eager"], info["task"], data[0][:2], data[1][:2], device, info["precision"])
-        rows[lever].update(train_images_per_s=ips, train_step_seconds=times[lever], precision=info["precision"],
-                           engine=info["engine"], compile_seconds=info["compile_seconds"],
-                           train_achieved_tflops=flops * ips / 1e12, peak_used=peak_for(info["precision"], device),
-                           load_average_after=load_average())
+        rows[lever].update(
+            train_images_per_s=ips,
+            train_step_seconds=times[lever],
+            precision=info["precision"],
+            engine=info["engine"],
+            compile_seconds=info["compile_seconds"],
+            train_achieved_tflops=flops * ips / 1e12,
+            peak_used=peak_for(info["precision"], device),
+            load_average_after=load_average(),
+        )
     return list(rows.values())

@@ -46,22 +46,61 @@ def make_plan(quick: bool, device: torch.device) -> Plan:
     if quick:
         # one thread: on a busy 2-core machine, OpenMP regions of 2 threads stall whenever one core is taken
         # (small ops become many times slower), and a CI run must not depend on what else runs there
-        return Plan(quick=True, profile="smoke", p2_side=32, pretrained_side=32, cpu_pixels_per_step=65_536,
-                    warmup_steps=0, timed_steps=1, steps_per_call=1, epoch_repeats=1, p1_standin=("smoke", 32),
-                    p2_standin=("smoke", 32), p2_batches=2, matmul_size=256, levers=("NCHW, fp32", cpu_levers[-1]),
-                    conventional_baseline="NCHW, fp32", threads=1)
+        return Plan(
+            quick=True,
+            profile="smoke",
+            p2_side=32,
+            pretrained_side=32,
+            cpu_pixels_per_step=65_536,
+            warmup_steps=0,
+            timed_steps=1,
+            steps_per_call=1,
+            epoch_repeats=1,
+            p1_standin=("smoke", 32),
+            p2_standin=("smoke", 32),
+            p2_batches=2,
+            matmul_size=256,
+            levers=("NCHW, fp32", cpu_levers[-1]),
+            conventional_baseline="NCHW, fp32",
+            threads=1,
+        )
     if device.type == "cuda":
         # the full stand-in: 22,500 P1 images (the target's epoch), 2,000 P2 pairs at 512 px
-        return Plan(quick=False, profile="full", p2_side=512, pretrained_side=PRETRAINED_SIDE,
-                    cpu_pixels_per_step=524_288, warmup_steps=2, timed_steps=10, steps_per_call=10, epoch_repeats=3,
-                    p1_standin=("full", 512), p2_standin=("full", 512), p2_batches=40, matmul_size=8192,
-                    levers=("engine as is", "engine as is, torch.compile"))
+        return Plan(
+            quick=False,
+            profile="full",
+            p2_side=512,
+            pretrained_side=PRETRAINED_SIDE,
+            cpu_pixels_per_step=524_288,
+            warmup_steps=2,
+            timed_steps=10,
+            steps_per_call=10,
+            epoch_repeats=3,
+            p1_standin=("full", 512),
+            p2_standin=("full", 512),
+            p2_batches=40,
+            matmul_size=8192,
+            levers=("engine as is", "engine as is, torch.compile"),
+        )
     # CPU: the demo stand-in's 2,000 P1 images (a 22,500-image epoch of model A takes minutes on 2 cores) and
     # a few P2 batches at 512 px
-    return Plan(quick=False, profile="full", p2_side=512, pretrained_side=PRETRAINED_SIDE, cpu_pixels_per_step=524_288,
-                warmup_steps=1, timed_steps=3, steps_per_call=1, epoch_repeats=3, p1_standin=("demo", 512),
-                p2_standin=("demo", 512), p2_batches=2, matmul_size=2048,
-                levers=(*cpu_levers, f"{cpu_levers[-1]}, torch.compile"), conventional_baseline="NCHW, fp32")
+    return Plan(
+        quick=False,
+        profile="full",
+        p2_side=512,
+        pretrained_side=PRETRAINED_SIDE,
+        cpu_pixels_per_step=524_288,
+        warmup_steps=1,
+        timed_steps=3,
+        steps_per_call=1,
+        epoch_repeats=3,
+        p1_standin=("demo", 512),
+        p2_standin=("demo", 512),
+        p2_batches=2,
+        matmul_size=2048,
+        levers=(*cpu_levers, f"{cpu_levers[-1]}, torch.compile"),
+        conventional_baseline="NCHW, fp32",
+    )
 
 
 @dataclass(frozen=True)
@@ -103,8 +142,15 @@ def model_cases(plan: Plan, device: torch.device) -> list[ModelCase]:
         working = kwargs.get("input_size", image_side)
         batch = bench_batch(config.batch_size, working, device, plan)
         eval_batch = bench_batch(config.eval_batch_size, working, device, plan)
-        config = dataclasses.replace(config, pretrained=False, model_kwargs=kwargs, augment=augment, batch_size=batch,
-                                     eval_batch_size=eval_batch, keep_mask_ids=[])
+        config = dataclasses.replace(
+            config,
+            pretrained=False,
+            model_kwargs=kwargs,
+            augment=augment,
+            batch_size=batch,
+            eval_batch_size=eval_batch,
+            keep_mask_ids=[],
+        )
         cases.append(ModelCase(config, image_side, working))
     return cases
 

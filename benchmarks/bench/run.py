@@ -26,9 +26,14 @@ from hw1lib.paths import data_dir, standin_dir
 def environment(device: torch.device, command: str) -> dict:
     """Where and when the figures were measured: :func:`hw1lib.io.environment_info` (device, cores, versions)
     plus the date, commit, command, niceness and load average at the start."""
-    return {**environment_info(device), "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "commit": git_commit(),
-            "command": command, "nice": os.nice(0) if hasattr(os, "nice") else None,
-            "load_average_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None}
+    return {
+        **environment_info(device),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "commit": git_commit(),
+        "command": command,
+        "nice": os.nice(0) if hasattr(os, "nice") else None,
+        "load_average_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
+    }
 
 
 def standin_folder(size: str, p2_side: int, quick: bool) -> Path:
@@ -82,11 +87,14 @@ def measure_data_paths(device: torch.device, plan: Plan) -> dict:
     try:
         p1 = folders[plan.p1_standin] / "p1_data" / "train_50"
         p2 = folders[plan.p2_standin] / "p2_data" / "train"
-        paths = {"p1_model_a": compare_data_paths("p1_model_a", p1, device, plan),
-                 "p2_model_b": compare_data_paths("p2_model_b", p2, device, plan, plan.p2_batches)}
+        paths = {
+            "p1_model_a": compare_data_paths("p1_model_a", p1, device, plan),
+            "p2_model_b": compare_data_paths("p2_model_b", p2, device, plan, plan.p2_batches),
+        }
         if plan.conventional_baseline:
             paths[f"p1_model_a, conventional loop in {plan.conventional_baseline}"] = compare_data_paths(
-                "p1_model_a", p1, device, plan, None, None, plan.conventional_baseline)
+                "p1_model_a", p1, device, plan, None, None, plan.conventional_baseline
+            )
         return paths
     finally:
         if plan.quick:

@@ -33,8 +33,9 @@ def time_calls(fn: Callable[[], object], device: torch.device, warmup: int, repe
     return times
 
 
-def time_interleaved(fns: dict[str, Callable[[], object]], device: torch.device, warmup: int,
-                     repeats: int) -> dict[str, list[float]]:
+def time_interleaved(
+    fns: dict[str, Callable[[], object]], device: torch.device, warmup: int, repeats: int
+) -> dict[str, list[float]]:
     """:func:`time_calls` for several functions at once, one call of each per round (the order rotating).
 
     Why: on a shared machine a burst of other work lasts seconds to minutes; timed round by round, the
@@ -46,13 +47,14 @@ def time_interleaved(fns: dict[str, Callable[[], object]], device: torch.device,
             fns[name]()
     times: dict[str, list[float]] = {name: [] for name in names}
     for round_ in range(repeats):
-        for name in names[round_ % len(names):] + names[: round_ % len(names)]:
+        for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
             times[name] += time_calls(fns[name], device, 0, 1)
     return times
 
 
-def matmul_peak(device: torch.device, dtype: torch.dtype | None = None, size: int = 2048,
-                repeats: int = 10) -> float | None:
+def matmul_peak(
+    device: torch.device, dtype: torch.dtype | None = None, size: int = 2048, repeats: int = 10
+) -> float | None:
     """The best matrix-multiply rate measured on ``device``, in FLOP/s (bf16 on CUDA, fp32 on the CPU).
 
     Returns ``None`` when the dtype cannot be multiplied there.

@@ -16,8 +16,16 @@ from hw1lib.data.segmentation import SegmentationSet, load_segmentation_folder
 from hw1lib.paths import standin_dir
 
 __all__ = [
-    "ClassificationSet", "DataRoot", "SegmentationSet", "data_source", "find_data_root", "load_classification_folder",
-    "load_problem1", "load_problem2", "load_segmentation_folder", "prepare_data_root",
+    "ClassificationSet",
+    "DataRoot",
+    "SegmentationSet",
+    "data_source",
+    "find_data_root",
+    "load_classification_folder",
+    "load_problem1",
+    "load_problem2",
+    "load_segmentation_folder",
+    "prepare_data_root",
 ]
 
 
@@ -57,7 +65,9 @@ def _require(folder: Path | None, what: str, root: DataRoot) -> Path:
 def load_problem1(root: DataRoot) -> tuple[ClassificationSet, ClassificationSet]:
     """Decode ``p1_data/train_50`` and ``p1_data/val_50`` (cached)."""
     p1 = _require(root.p1, "p1_data", root)
-    return load_classification_folder(p1 / "train_50", labelled=True), load_classification_folder(p1 / "val_50", labelled=True)
+    return load_classification_folder(p1 / "train_50", labelled=True), load_classification_folder(
+        p1 / "val_50", labelled=True
+    )
 
 
 def load_problem2(root: DataRoot) -> tuple[SegmentationSet, SegmentationSet]:

@@ -14,7 +14,9 @@ import torch
 import torch.nn.functional as F
 
 
-def random_crop_flip(images: torch.Tensor, generator: torch.Generator, padding: int = 4, flip: bool = True) -> torch.Tensor:
+def random_crop_flip(
+    images: torch.Tensor, generator: torch.Generator, padding: int = 4, flip: bool = True
+) -> torch.Tensor:
     """Random crop with zero padding plus horizontal flip, per sample, for a (N, C, H, W) batch.
 
     The classic CIFAR recipe: pad by ``padding``, take a random H x W window, flip half the images.
@@ -81,6 +83,8 @@ def random_dihedral_crop_scale(
     centre = (torch.rand(n, 2, generator=generator, dtype=torch.double) * 2 - 1) * (1 - side)[:, None]
     theta = torch.cat([matrix * side[:, None, None], centre[:, :, None]], dim=2).to(images.device, torch.float32)
     grid = F.affine_grid(theta, [n, 1, out_size, out_size], align_corners=False)
-    out_images = F.grid_sample(images, grid.to(images.dtype), mode=image_mode, padding_mode="reflection", align_corners=False)
+    out_images = F.grid_sample(
+        images, grid.to(images.dtype), mode=image_mode, padding_mode="reflection", align_corners=False
+    )
     out_masks = F.grid_sample(masks[:, None].float(), grid, mode="nearest", padding_mode="border", align_corners=False)
     return out_images, out_masks[:, 0].to(masks.dtype)

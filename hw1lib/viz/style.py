@@ -64,5 +64,7 @@ def save_figure(fig: Figure, name: str, folder: Path | None = None, dpi: int = 1
         raise ValueError(f"save_figure: name must be a plain file name like 'p1_pca', got {name!r}")
     folder = Path(folder) if folder is not None else figures_dir()
     path = folder / (name if name.lower().endswith(".png") else f"{name}.png")
-    atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=dpi, bbox_inches="tight", facecolor="white"))
+    atomic_write(
+        path, lambda handle: fig.savefig(handle, format="png", dpi=dpi, bbox_inches="tight", facecolor="white")
+    )
     return path

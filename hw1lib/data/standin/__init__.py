@@ -42,6 +42,14 @@ from hw1lib.data.standin.writer import (
 )
 
 __all__ = [
-    "GENERATOR_VERSION", "MANIFEST_NAME", "P1_SHAPES", "P1_STYLES", "STANDIN_SIZES", "StandinSize",
-    "describe_p1_class", "generate_standin", "render_p1_image", "render_p2_pair",
+    "GENERATOR_VERSION",
+    "MANIFEST_NAME",
+    "P1_SHAPES",
+    "P1_STYLES",
+    "STANDIN_SIZES",
+    "StandinSize",
+    "describe_p1_class",
+    "generate_standin",
+    "render_p1_image",
+    "render_p2_pair",
 ]

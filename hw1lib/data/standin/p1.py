@@ -85,12 +85,12 @@ def _hsv(rng: np.random.Generator, hue: tuple[float, float], sat: tuple[float, f
 def _p1_background(rng: np.random.Generator) -> np.ndarray:
     """A smooth, low-saturation colour field with small clutter shapes and thin lines."""
     corners = rng.uniform(0.12, 0.88, (3, 3, 3))
-    corners = corners.mean(-1, keepdims=True) + rng.uniform(0.1, 0.45) * (corners - corners.mean(-1, keepdims=True))
+    corners = corners.mean(-1, keepdims=True) + rng.uniform(0.2, 0.6) * (corners - corners.mean(-1, keepdims=True))
     small = Image.fromarray((corners * 255).astype(np.uint8)).resize((_GRID, _GRID), Image.BILINEAR)
     image = np.asarray(small, dtype=np.float32) / 255  # a fresh, writable array
-    for _ in range(rng.integers(0, 3)):  # clutter: tiny shapes of any kind and colour
+    for _ in range(rng.integers(1, 5)):  # clutter: tiny shapes of any kind and colour
         shape = P1_SHAPES[_SHAPE_NAMES[rng.integers(len(_SHAPE_NAMES))]]
-        u, v = _object_coords(*rng.uniform(0, 32, 2), rng.uniform(1.2, 2.5), rng.uniform(0, 2 * math.pi))
+        u, v = _object_coords(*rng.uniform(0, 32, 2), rng.uniform(1.5, 3.5), rng.uniform(0, 2 * math.pi))
         image[shape(u, v)] = _hsv(rng, (0, 1), (0.2, 1), (0.3, 1))
     for _ in range(rng.integers(0, 3)):  # thin lines across the frame
         u, v = _object_coords(*rng.uniform(0, 32, 2), 1.0, rng.uniform(0, 2 * math.pi))
@@ -117,7 +117,7 @@ def render_p1_image(label: int, rng: np.random.Generator) -> np.ndarray:
     shape = P1_SHAPES[_SHAPE_NAMES[label % 10]]
     hue, texture = P1_STYLES[_STYLE_NAMES[label // 10]]
     image = _p1_background(rng)
-    u, v = _object_coords(*rng.uniform(11, 21, 2), rng.uniform(8.5, 12.0), rng.uniform(-0.4, 0.4))
+    u, v = _object_coords(*rng.uniform(9, 23, 2), rng.uniform(6.5, 11.5), rng.uniform(0, 2 * math.pi))
     colour = _hsv(rng, hue, (0.5, 1.0), (0.5, 1.0))
     image = np.where(shape(u, v)[..., None], _p1_fill(texture, u, v, colour, rng), image)
     image = image.reshape(P1_IMAGE_SIZE, _SS, P1_IMAGE_SIZE, _SS, 3).mean(axis=(1, 3))

@@ -21,7 +21,7 @@ URBAN, AGRICULTURE, RANGELAND, FOREST, WATER, BARREN, UNKNOWN = (
 )
 #: base classes of the Voronoi regions and their average share before forest/water overlays
 _BASE_CLASSES = np.array([URBAN, AGRICULTURE, RANGELAND, FOREST, BARREN])
-_BASE_SHARES = np.array([0.10, 0.63, 0.12, 0.04, 0.11])
+_BASE_SHARES = np.array([0.12, 0.60, 0.11, 0.06, 0.11])
 
 
 @lru_cache(maxsize=4)
@@ -64,9 +64,9 @@ def _hash01(table: np.ndarray, *ints: np.ndarray) -> np.ndarray:
 def _p2_class_map(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
     """A class map (uint8) and the Voronoi region index of every pixel (per-region appearance)."""
     x, y = _unit_grid(size)
-    wx = x + WARP * _fractal(rng, size, 2, 4)  # domain warp: curvy, wiggly region borders
-    wy = y + WARP * _fractal(rng, size, 2, 4)
-    n = int(rng.integers(*N_REGIONS))
+    wx = x + 0.09 * _fractal(rng, size, 3, 4)  # domain warp: curvy, wiggly region borders
+    wy = y + 0.09 * _fractal(rng, size, 3, 4)
+    n = int(rng.integers(4, 13))
     seeds, weights = rng.random((n, 2)).astype(np.float32), rng.uniform(0, 0.04, n).astype(np.float32)
     best = np.full((size, size), np.inf, np.float32)
     region = np.zeros((size, size), np.int16)
@@ -78,22 +78,18 @@ def _p2_class_map(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.n
     shares = rng.dirichlet(3.0 * _BASE_SHARES / _BASE_SHARES.sum())
     classes = _BASE_CLASSES[rng.choice(len(_BASE_CLASSES), size=n, p=shares)]
     cmap = classes[region].astype(np.uint8)
-    if rng.random() < P_FOREST:  # forest patches
-        cmap[_fractal(rng, size, FOREST_CELLS, 3) > rng.uniform(*FOREST_T)] = FOREST
-    if rng.random() < P_LAKE:  # lakes
-        cmap[_fractal(rng, size, 2, 3) > rng.uniform(*LAKE_T)] = WATER
-    if rng.random() < P_RIVER:  # a river: a wavy band across the image
+    if rng.random() < 0.4:  # forest patches
+        cmap[_fractal(rng, size, 4, 3) > rng.uniform(0.7, 1.6)] = FOREST
+    if rng.random() < 0.25:  # lakes
+        cmap[_fractal(rng, size, 2, 3) > rng.uniform(1.0, 1.9)] = WATER
+    if rng.random() < 0.15:  # a river: a wavy band across the image
         a = rng.uniform(0, math.pi)
         across = (x - 0.5) * math.sin(a) - (y - 0.5) * math.cos(a) + 0.08 * _fractal(rng, size, 2, 3)
-        cmap[np.abs(across - rng.uniform(-0.3, 0.3)) < rng.uniform(*RIVER_W)] = WATER
+        cmap[np.abs(across - rng.uniform(-0.3, 0.3)) < rng.uniform(0.01, 0.04)] = WATER
     if rng.random() < 0.05:  # no-data: a straight-edged corner wedge, as on tile borders
         a = rng.uniform(0, 2 * math.pi)
         cmap[(x - 0.5) * math.cos(a) + (y - 0.5) * math.sin(a) > rng.uniform(0.45, 0.65)] = UNKNOWN
     return cmap, region
-
-
-WARP, N_REGIONS, P_FOREST, FOREST_CELLS, FOREST_T, P_LAKE, LAKE_T, P_RIVER, RIVER_W = (
-    0.12, (2, 7), 0.3, 2, (0.8, 1.6), 0.25, (1.1, 1.8), 0.08, (0.03, 0.05))
 
 
 @dataclass

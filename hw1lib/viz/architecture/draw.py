@@ -79,19 +79,33 @@ def plot_architecture(
 
     for i, (box, (head, detail)) in enumerate(zip(boxes, lines)):
         x, y = corner(i)
-        ax.add_patch(FancyBboxPatch((x, y), box_w, box_h, boxstyle="round,pad=0,rounding_size=0.06",
-                                    facecolor=KIND_COLORS[box["kind"]], edgecolor="0.3", linewidth=0.8))
+        ax.add_patch(
+            FancyBboxPatch(
+                (x, y),
+                box_w,
+                box_h,
+                boxstyle="round,pad=0,rounding_size=0.06",
+                facecolor=KIND_COLORS[box["kind"]],
+                edgecolor="0.3",
+                linewidth=0.8,
+            )
+        )
         ax.text(x + 0.15, y + 0.19, head, fontsize=10, va="center")
         ax.text(x + 0.15, y + 0.41, detail, fontsize=9, va="center", color="0.15")
         if i - 1 in box["inputs"]:
             _draw_link(ax, corner(i - 1), (x, y), box_w, box_h)
     kinds = [k for k in KIND_COLORS if k not in ("input", "output") and any(b["kind"] == k for b in boxes)]
-    fig.legend(handles=[Patch(facecolor=KIND_COLORS[k], edgecolor="0.3", label=k) for k in kinds],
-               loc="outside lower center", ncol=min(len(kinds), 8), frameon=False)
+    fig.legend(
+        handles=[Patch(facecolor=KIND_COLORS[k], edgecolor="0.3", label=k) for k in kinds],
+        loc="outside lower center",
+        ncol=min(len(kinds), 8),
+        frameon=False,
+    )
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     count = f"{_format_count(total)} parameters" + (
-        f" ({_format_count(trainable)} trainable)" if trainable != total else "")
+        f" ({_format_count(trainable)} trainable)" if trainable != total else ""
+    )
     fig.suptitle(f"{title or type(model).__name__}: {count}")
     return fig
 

@@ -33,7 +33,11 @@ _UPSAMPLERS = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d, nn.Up
 #: Layers that are merged into the box before them when they only post-process its output.
 _FUSABLE = {"norm", "activation", "dropout"}
 _SHORT = {
-    "BatchNorm1d": "BN", "BatchNorm2d": "BN", "BatchNorm3d": "BN", "BatchNormAct2d": "BN-Act", "Dropout2d": "Dropout",
+    "BatchNorm1d": "BN",
+    "BatchNorm2d": "BN",
+    "BatchNorm3d": "BN",
+    "BatchNormAct2d": "BN-Act",
+    "Dropout2d": "Dropout",
 }
 
 
@@ -52,8 +56,11 @@ def _kind(module: nn.Module) -> str:
 
 def _is_layer(module: nn.Module) -> bool:
     """A module without children, or a subclass of a torch layer (timm's BatchNormAct2d holds its activation)."""
-    return not _children(module) or any(cls.__module__ in _KIND_BY_MODULE for cls in type(module).__mro__) \
+    return (
+        not _children(module)
+        or any(cls.__module__ in _KIND_BY_MODULE for cls in type(module).__mro__)
         or isinstance(module, (nn.modules.conv._ConvNd, *_UPSAMPLERS))
+    )
 
 
 def _chain(module: nn.Module) -> list[nn.Module]:
@@ -118,4 +125,3 @@ def _content(name: str, child: nn.Module) -> str:
     if cls == "Sequential" and not name.isdigit():
         return name
     return _SHORT.get(cls, cls)
-

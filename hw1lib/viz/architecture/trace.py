@@ -45,9 +45,19 @@ def _tensors(obj: Any) -> list[torch.Tensor]:
 #: Functional ops worth naming in a diagram when they sit between two boxes (e.g. FCN's final upsampling).
 _NOTABLE_FUNCTIONS = {"interpolate", "upsample", "pixel_shuffle", "grid_sample"}
 #: Functional activations (``F.relu(self.fc1(x))``), shown like activation modules.
-_FUNCTIONAL_ACTIVATIONS = {"relu": "ReLU", "relu_": "ReLU", "relu6": "ReLU6", "gelu": "GELU", "silu": "SiLU",
-                           "hardswish": "Hardswish", "leaky_relu": "LeakyReLU", "elu": "ELU", "sigmoid": "Sigmoid",
-                           "tanh": "Tanh", "mish": "Mish"}
+_FUNCTIONAL_ACTIVATIONS = {
+    "relu": "ReLU",
+    "relu_": "ReLU",
+    "relu6": "ReLU6",
+    "gelu": "GELU",
+    "silu": "SiLU",
+    "hardswish": "Hardswish",
+    "leaky_relu": "LeakyReLU",
+    "elu": "ELU",
+    "sigmoid": "Sigmoid",
+    "tanh": "Tanh",
+    "mish": "Mish",
+}
 
 
 class _Provenance(TorchFunctionMode):
@@ -97,17 +107,25 @@ def _shape(obj: Any) -> str:
 def _run_traced(model: nn.Module, x: torch.Tensor, targets: list[tuple[str, nn.Module]]) -> list[dict]:
     """One forward pass with hooks on ``targets``; returns the raw boxes (input, modules, outputs)."""
     mode = _Provenance()
-    boxes: list[dict] = [{"name": "input", "type": "input", "kind": "input", "shape": _shape(x), "params": 0,
-                          "inputs": [], "via": []}]
+    boxes: list[dict] = [
+        {"name": "input", "type": "input", "kind": "input", "shape": _shape(x), "params": 0, "inputs": [], "via": []}
+    ]
     open_boxes: dict[int, list[int]] = {}
 
     def before(module: nn.Module, args: tuple, kwargs: dict) -> None:
         name = names[id(module)]
         open_boxes.setdefault(id(module), []).append(len(boxes))
-        boxes.append({"name": name, "type": _describe(name, module), "kind": _kind(module),
-                      "params": sum(p.numel() for p in module.parameters()),
-                      "identity": isinstance(module, nn.Identity), "leaf": _is_layer(module),
-                      **_inputs(mode, (args, kwargs))})
+        boxes.append(
+            {
+                "name": name,
+                "type": _describe(name, module),
+                "kind": _kind(module),
+                "params": sum(p.numel() for p in module.parameters()),
+                "identity": isinstance(module, nn.Identity),
+                "leaf": _is_layer(module),
+                **_inputs(mode, (args, kwargs)),
+            }
+        )
 
     def after(module: nn.Module, args: tuple, output: Any) -> None:
         index = open_boxes[id(module)].pop()
@@ -128,8 +146,16 @@ def _run_traced(model: nn.Module, x: torch.Tensor, targets: list[tuple[str, nn.M
             handle.remove()
     items = output.items() if isinstance(output, Mapping) else [(None, output)]
     for key, value in items:
-        boxes.append({"name": "output" if key is None else f"output[{key!r}]", "type": "output",
-                      "kind": "output", "shape": _shape(value), "params": 0, **_inputs(mode, value)})
+        boxes.append(
+            {
+                "name": "output" if key is None else f"output[{key!r}]",
+                "type": "output",
+                "kind": "output",
+                "shape": _shape(value),
+                "params": 0,
+                **_inputs(mode, value),
+            }
+        )
     return boxes
 
 
@@ -144,8 +170,9 @@ def _forward_for_trace(model: nn.Module, input_size: Sequence[int], targets: lis
     model.eval()  # batch norm in training mode refuses a batch of one, e.g. in ASPP's pooling branch
     try:
         try:
-            meta = {k: torch.empty_like(v, device="meta") for k, v in
-                    [*model.named_parameters(), *model.named_buffers()]}
+            meta = {
+                k: torch.empty_like(v, device="meta") for k, v in [*model.named_parameters(), *model.named_buffers()]
+            }
             x = torch.zeros(tuple(input_size), device="meta")
             with torch.no_grad():
                 return _run_traced(_MetaCall(model, meta), x, targets)
@@ -202,11 +229,20 @@ def _fuse(boxes: list[dict]) -> list[dict]:
         if follows and out[prev]["kind"] not in ("input", "output") and _only_activations(box["via"]):
             out[prev]["type"] += "".join(f" + {a}" for a in box["via"])
             box = {**box, "via": []}
-        if follows and box["kind"] in _FUSABLE and box.get("leaf") and not box["via"] \
-                and out[prev]["kind"] not in ("input", "output"):
+        if (
+            follows
+            and box["kind"] in _FUSABLE
+            and box.get("leaf")
+            and not box["via"]
+            and out[prev]["kind"] not in ("input", "output")
+        ):
             merged = out[prev]
-            merged.update(type=f"{merged['type']} + {box['type']}", shape=box["shape"],
-                          params=merged["params"] + box["params"], members=[*merged["members"], box["name"]])
+            merged.update(
+                type=f"{merged['type']} + {box['type']}",
+                shape=box["shape"],
+                params=merged["params"] + box["params"],
+                members=[*merged["members"], box["name"]],
+            )
             last_member[prev] = i
             new_index[i] = prev
             continue

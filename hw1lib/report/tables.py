@@ -1,0 +1,238 @@
+"""The report's tables (and which data, which runs), computed from finished runs.
+
+Everything the report notebook (``06_report.ipynb``) shows as a table comes from here, from the run folders'
+parameters, metrics and history (read through :mod:`hw1lib.runs`); nothing here trains or draws.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from hw1lib.config import EXPERIMENTS
+from hw1lib.data import data_source
+from hw1lib.data.palette import CLASS_NAMES, SCORED_CLASSES
+from hw1lib.io import git_commit
+from hw1lib.runs import Run, count_parameters, load_current
+
+#: the reference report's validation numbers and the course pass marks (the course's homework sheet)
+REFERENCE = {
+    "p1_model_a": {
+        "problem": "P1",
+        "role": "model A",
+        "metric": "accuracy",
+        "reference": 0.62,
+        "pass_simple": 0.75,
+        "pass_strong": 0.86,
+    },
+    "p1_model_b": {
+        "problem": "P1",
+        "role": "model B",
+        "metric": "accuracy",
+        "reference": 0.88,
+        "pass_simple": 0.75,
+        "pass_strong": 0.86,
+    },
+    "p2_model_a": {
+        "problem": "P2",
+        "role": "model A",
+        "metric": "mIoU",
+        "reference": 0.57,
+        "pass_simple": 0.69,
+        "pass_strong": 0.73,
+    },
+    "p2_model_b": {
+        "problem": "P2",
+        "role": "model B",
+        "metric": "mIoU",
+        "reference": 0.73,
+        "pass_simple": 0.69,
+        "pass_strong": 0.73,
+    },
+}
+
+
+def load_experiments(out_root: str | Path) -> dict[str, Run]:
+    """The current run of each of the four experiments in ``out_root`` (raises if one is missing)."""
+    return {name: load_current(out_root, name) for name in EXPERIMENTS}
+
+
+def data_source_of(run: Run) -> str:
+    """``"stand-in"`` or ``"real"``: where the run's training data came from."""
+    return data_source(run.data_folders.get("train", Path("")))
+
+
+def is_fast_dev_run(run: Run) -> bool:
+    """Whether ``run`` was a fast dev run: its parameters cap the validation batches (``max_eval_batches``)."""
+    return run.config.get("max_eval_batches") is not None
+
+
+def fast_dev_run_statement(runs: dict[str, Run], requested: bool = False) -> str:
+    """A plain warning for the top of the report when its runs are fast dev runs; ``""`` for real runs.
+
+    The runs' own parameters decide (a validation-batch cap), not the notebook's parameter: a report never
+    presents capped runs as results. ``requested`` (the notebook's ``fast_dev_run``) only adds a warning when a
+    fast dev run was asked for but the runs found are not capped.
+    """
+    capped = {name: run for name, run in runs.items() if is_fast_dev_run(run)}
+    if not capped:
+        return (
+            (
+                "**A fast dev run was asked for, but the runs found are not capped**: the numbers below come from "
+                "full trainings."
+            )
+            if requested
+            else ""
+        )
+    epochs, train, val = (
+        max(r.config.get(key) or 0 for r in capped.values())
+        for key in ("epochs", "max_train_batches", "max_eval_batches")
+    )
+    limits = f"{_count(epochs, 'epoch')} of {_count(train, 'training batch')} and {_count(val, 'validation batch')}"
+    which = "Every training was" if len(capped) == len(runs) else f"The trainings of {', '.join(capped)} were"
+    return (
+        f"**FAST DEV RUN: the numbers in this report mean nothing.** {which} capped to at most {limits}, at the "
+        "profile's real sizes (batch and input sizes, pretrained weights, kept masks), only to prove that the "
+        "whole path runs end to end. Accuracies, mIoUs, curves, projections and masks below come from models "
+        "that barely trained, scored on a subset of the validation set. Build the report without "
+        "`FAST_DEV_RUN=1` (`--fast-dev-run`) for real results."
+    )
+
+
+def _count(n: int, noun: str) -> str:
+    """``"1 epoch"``, ``"2 epochs"``, ``"2 training batches"``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}{'es' if noun.endswith('batch') else 's'}"
+
+
+def data_statement(runs: dict[str, Run]) -> str:
+    """One paragraph saying which data the numbers come from, and what that means for comparisons."""
+    sources = {data_source_of(run) for run in runs.values()}
+    folders = sorted({str(run.data_folders["train"].parent.parent) for run in runs.values()})
+    if sources == {"real"}:
+        return (
+            f"**Data: the homework's real data** (`{'`, `'.join(folders)}`). The numbers below are validation "
+            "results on the course's validation sets and can be compared with the reference report and the pass marks."
+        )
+    return (
+        f"**Data: the generated stand-in** (`{'`, `'.join(folders)}`), in the real on-disk layout but with "
+        "synthetic images. **Stand-in numbers are not comparable with the real-data numbers** of the reference "
+        "report or the course pass marks shown beside them; they show that the whole pipeline runs end to end. "
+        "Run `make report PROFILE=full DATA=/path/to/hw1_data` on a GPU for the real results."
+    )
+
+
+# ----------------------------------------------------------------------------------------------------
+# tables
+
+
+def results_table(runs: dict[str, Run]) -> pd.DataFrame:
+    """All four models: our best validation score beside the reference report's and the pass marks."""
+    rows = []
+    for name, run in runs.items():
+        ref = REFERENCE[name]
+        rows.append(
+            {
+                "problem": ref["problem"],
+                "": ref["role"],
+                "model": run.config["model"],
+                "weights": run.metrics["weights_source"],
+                "metric": ref["metric"],
+                "this run": round(run.best_value, 4),
+                "reference report": ref["reference"],
+                "pass (simple / strong)": f"{ref['pass_simple']} / {ref['pass_strong']}",
+                "epochs": run.metrics["final_epoch"],
+                "train time": _duration(run.metrics["train_seconds"]),
+            }
+        )
+    return pd.DataFrame(rows).set_index(["problem", ""])
+
+
+def iou_table(runs: dict[str, Run]) -> pd.DataFrame:
+    """Per-class IoU at each run's best epoch, plus the mIoU; an absent class is written as "absent"."""
+    columns = {}
+    for label, run in runs.items():
+        iou = run.metrics["best"]["iou"]
+        values = {CLASS_NAMES[c]: ("absent" if iou[str(c)] is None else round(iou[str(c)], 4)) for c in SCORED_CLASSES}
+        columns[label] = {**values, "mIoU": round(run.best_value, 4)}
+    return pd.DataFrame(columns)
+
+
+def implementation_details(run: Run) -> pd.DataFrame:
+    """Question 3: model A's training setup, read from its resolved parameters and metrics."""
+    c = run.config
+    loss = f"focal loss (gamma {c['focal_gamma']})" if c["loss"] == "focal" else "cross-entropy"
+    if c["label_smoothing"]:
+        loss += f", label smoothing {c['label_smoothing']}"
+    schedule = f"cosine annealing over {c['epochs']} epochs to {c['min_lr_ratio']:g} x lr"
+    if c["warmup_epochs"]:
+        schedule = f"linear warm-up for {c['warmup_epochs']:g} epochs, then " + schedule
+    augment = c["augment"]
+    aug_text = (
+        "none"
+        if not augment
+        else (
+            f"random crop with {augment.get('padding', 0)}-pixel zero padding"
+            + (", horizontal flip" if augment.get("flip") else "")
+        )
+    )
+    early = "none" if c["patience"] is None else f"patience {c['patience']} epochs on validation accuracy"
+    rows = {
+        "network": f"{c['model']} {c['model_kwargs']}, random initialisation",
+        "optimizer": f"AdamW, lr {c['lr']:g}, weight decay {c['weight_decay']:g}",
+        "learning-rate schedule": schedule,
+        "loss": loss,
+        "batch size": c["batch_size"],
+        "epochs (planned / run)": f"{c['epochs']} / {run.metrics['final_epoch']} ({run.metrics['stop_reason']})",
+        "early stopping": early,
+        "augmentation (on the device)": aug_text,
+        "checkpoint kept": f"best validation accuracy (epoch {run.metrics['best_epoch']})",
+        "precision": _precision_text(run.params.get("precision", "fp32")),
+        "seed": c["seed"],
+        "device": run.params["environment"]["device"],
+    }
+    return pd.DataFrame({"setting": rows}).rename_axis("model A")
+
+
+def _precision_text(precision: str) -> str:
+    return "bf16 autocast (mixed precision), channels_last" if precision == "bf16" else "fp32, channels_last"
+
+
+def environment_table(runs: dict[str, Run], timings: dict[str, float]) -> pd.DataFrame:
+    """Device, library versions and the git commit, and wall time per notebook."""
+    env = next(iter(runs.values())).params["environment"]
+    rows = {
+        "device": f"{env['device']} ({env.get('device_name', '')})",
+        "torch": env["torch"],
+        "hw1lib": env["hw1lib"],
+        "python": env["python"],
+        "git commit": git_commit(),
+    }
+    rows.update({f"wall time {name}": _duration(seconds) for name, seconds in timings.items()})
+    return pd.DataFrame({"value": rows})
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+# ----------------------------------------------------------------------------------------------------
+def comparison_table(runs: dict[str, Run]) -> pd.DataFrame:
+    """Models side by side: weights, parameters, input size, epochs, training time, best validation score."""
+    rows = {}
+    for name, run in runs.items():
+        rows[name] = {
+            "model": run.config["model"],
+            "weights": run.metrics["weights_source"],
+            "parameters": count_parameters(run.build_model()),
+            "input size": run.config["model_kwargs"].get("input_size", 32),
+            "epochs": run.metrics["final_epoch"],
+            "train seconds": round(run.metrics["train_seconds"]),
+            f"val {run.metric}": round(run.best_value, 4),
+        }
+    return pd.DataFrame(rows).T
+
+
+def config_table(config) -> pd.DataFrame:
+    """A ``TrainConfig`` as a one-column table (the notebooks show the recipe they train)."""
+    return pd.Series(config.to_dict(), dtype=object).to_frame("value")
