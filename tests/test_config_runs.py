@@ -48,8 +48,8 @@ def test_get_config_applies_overrides_and_names_what_is_wrong():
 #: recomputed identically, so a change here means every user's finished runs train again; change it knowingly
 PINNED_HASHES = {
     "demo/p1_model_a": "d30c08ddc7",
-    "demo/p1_model_b": "7d2a0f229d",
-    "demo/p2_model_a": "9ec4c0eae9",
+    "demo/p1_model_b": "a86349b5c7",
+    "demo/p2_model_a": "18d0cea31b",
     "demo/p2_model_b": "2efd8b1cc3",
     "full/p1_model_a": "33f4d27e66",
     "full/p1_model_b": "abe8a4b337",

@@ -171,3 +171,18 @@ def test_describe_p1_class():
     assert describe_p1_class(49) == "green dotted chevron"
     with pytest.raises(ValueError):
         describe_p1_class(50)
+
+
+def test_p2_class_shares_follow_the_real_masks():
+    """Calibrated in generator version 2 (benchmarks/RESULTS.md, "Stand-in calibration"): agriculture dominant,
+    urban/rangeland/barren/forest around a tenth, water a few percent, no-data rare."""
+    from hw1lib.data.palette import CLASS_NAMES
+    from hw1lib.data.standin import render_p2_pair
+
+    maps = np.stack([render_p2_pair(np.random.default_rng([0, 2, 0, 0, i]), 64)[1] for i in range(150)])
+    share = dict(zip(CLASS_NAMES, np.bincount(maps.ravel(), minlength=len(CLASS_NAMES)) / maps.size))
+    assert 0.50 < share["agriculture"] < 0.65, share
+    for name in ("urban", "rangeland", "forest", "barren"):
+        assert 0.05 < share[name] < 0.16, (name, share)
+    assert 0.01 < share["water"] < 0.06, share
+    assert share["unknown"] < 0.01, share

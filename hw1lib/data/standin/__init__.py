@@ -5,14 +5,15 @@ What it is: synthetic data that lets every loader, model, notebook and CLI comma
 
 - Problem 1: 50 classes of 32x32 RGB images. A class is one of 10 shapes (circle, square, triangle, star,
   cross, ring, bars, checker, crescent, chevron) in one of 5 styles (warm solid, warm striped, cool solid,
-  cool striped, green dotted); ``label = 10 * style + shape``. Position, scale, rotation, hue, shading,
+  cool striped, green dotted); ``label = 10 * style + shape``. Position, scale, a small tilt, hue, shading,
   background colour, small clutter shapes, lines and noise vary per image, so a small CNN learns the
   classes, not at once, and confuses neighbours (striped vs solid, circle vs ring vs crescent).
 - Problem 2: land-cover-like scenes: warped Voronoi regions of the base classes with forest and water
   blobs, rivers and rare no-data corners laid over them; each class has its own colour and texture
   (fields and rows for agriculture, street grids for urban, fine dark grain for forest, smooth water),
-  with overlapping colours (rangeland lies between agriculture and forest). Pixel shares roughly follow
-  DeepGlobe's (agriculture over half, water and unknown rare). Masks use the official palette.
+  with overlapping colours (khaki rangeland between green agriculture and brighter barren). Pixel shares
+  follow the real masks' (agriculture over half, water and unknown rare); calibration in p1.py and p2.py.
+  Masks use the official palette.
 
 What it is not: a model of the real images' statistics. Numbers measured on it show that the pipeline
 works, not how a model would score on the real data.

@@ -2,7 +2,20 @@
 
 A class is one shape (circle, square, triangle, star, cross, ring, bars, checker, crescent, chevron) in one
 style (warm solid, warm striped, cool solid, cool striped, green dotted); ``label = 10 * style + shape``.
-Position, scale, rotation, hue, shading, background colour, clutter shapes, lines and noise vary per image.
+Position, scale, a tilt of up to about 23 degrees, hue, saturation, brightness, shading, background colour,
+clutter shapes, lines and noise vary per image.
+
+Calibration (generator version 2; numbers in ``benchmarks/RESULTS.md``, "Stand-in calibration"): the goal is
+that the demo recipe of model A (the small VGG-like net from scratch, 2,000 training images, 15 epochs)
+lands near the reference report's real-data accuracy (about 0.6) with a curve that rises and flattens, and
+that the pretrained model B lands clearly higher, as on the real data. Version 1 drew shapes at any
+rotation, smaller (radius 6.5-11.5 px) and among more clutter; there model A learnt too slowly (about 0.3
+after 15 epochs, with training and validation accuracy equal when trained without augmentation or
+dropout: not overfitting, just not learning the shapes). Each change was measured with the demo recipe:
+objects a little larger (radius 8.5-12 px) on a quieter background (0-2 smaller clutter shapes, paler
+background) changed little on its own; a near-upright pose (tilt within +-0.4 rad, as objects in
+photographs mostly are) is what lets a small CNN learn the ten shapes from 40 images per class (0.64).
+Classes still confuse their neighbours (solid vs striped of one hue, circle vs ring vs crescent).
 """
 
 from __future__ import annotations
@@ -85,12 +98,12 @@ def _hsv(rng: np.random.Generator, hue: tuple[float, float], sat: tuple[float, f
 def _p1_background(rng: np.random.Generator) -> np.ndarray:
     """A smooth, low-saturation colour field with small clutter shapes and thin lines."""
     corners = rng.uniform(0.12, 0.88, (3, 3, 3))
-    corners = corners.mean(-1, keepdims=True) + rng.uniform(0.2, 0.6) * (corners - corners.mean(-1, keepdims=True))
+    corners = corners.mean(-1, keepdims=True) + rng.uniform(0.1, 0.45) * (corners - corners.mean(-1, keepdims=True))
     small = Image.fromarray((corners * 255).astype(np.uint8)).resize((_GRID, _GRID), Image.BILINEAR)
     image = np.asarray(small, dtype=np.float32) / 255  # a fresh, writable array
-    for _ in range(rng.integers(1, 5)):  # clutter: tiny shapes of any kind and colour
+    for _ in range(rng.integers(0, 3)):  # clutter: tiny shapes of any kind and colour
         shape = P1_SHAPES[_SHAPE_NAMES[rng.integers(len(_SHAPE_NAMES))]]
-        u, v = _object_coords(*rng.uniform(0, 32, 2), rng.uniform(1.5, 3.5), rng.uniform(0, 2 * math.pi))
+        u, v = _object_coords(*rng.uniform(0, 32, 2), rng.uniform(1.2, 2.5), rng.uniform(0, 2 * math.pi))
         image[shape(u, v)] = _hsv(rng, (0, 1), (0.2, 1), (0.3, 1))
     for _ in range(rng.integers(0, 3)):  # thin lines across the frame
         u, v = _object_coords(*rng.uniform(0, 32, 2), 1.0, rng.uniform(0, 2 * math.pi))
@@ -117,7 +130,7 @@ def render_p1_image(label: int, rng: np.random.Generator) -> np.ndarray:
     shape = P1_SHAPES[_SHAPE_NAMES[label % 10]]
     hue, texture = P1_STYLES[_STYLE_NAMES[label // 10]]
     image = _p1_background(rng)
-    u, v = _object_coords(*rng.uniform(9, 23, 2), rng.uniform(6.5, 11.5), rng.uniform(0, 2 * math.pi))
+    u, v = _object_coords(*rng.uniform(11, 21, 2), rng.uniform(8.5, 12.0), rng.uniform(-0.4, 0.4))  # upright
     colour = _hsv(rng, hue, (0.5, 1.0), (0.5, 1.0))
     image = np.where(shape(u, v)[..., None], _p1_fill(texture, u, v, colour, rng), image)
     image = image.reshape(P1_IMAGE_SIZE, _SS, P1_IMAGE_SIZE, _SS, 3).mean(axis=(1, 3))

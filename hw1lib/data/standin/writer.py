@@ -23,7 +23,7 @@ from hw1lib.data.standin.p2 import render_p2_pair
 from hw1lib.io import umask
 
 #: bump when the generated content changes, so an old stand-in is not silently reused
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 MANIFEST_NAME = "standin.json"
 #: the manifest's ``generator`` field: the package, as written before the split into modules, so existing
 #: stand-ins are still reused (``__name__`` here would be the submodule's name)
