@@ -32,18 +32,35 @@ class ReportError(RuntimeError):
     """A notebook failed while building the report (the message names the notebook and the cell)."""
 
 
+#: set in the kernels' environment for the build (a user's own value of a variable wins; see below)
+KERNEL_ENVIRONMENT = {
+    progress.ENV_VAR: "text",
+    # OpenMP reads it once, at process start: waiting threads sleep instead of spinning, so that a busy core
+    # beside the build slows training in proportion instead of 3-5x (benchmarks/RESULTS.md, "Thread settings
+    # under load"); results are bit-identical to the default policy
+    "OMP_WAIT_POLICY": "PASSIVE",
+}
+
+
 @contextmanager
 def _kernel_environment() -> Iterator[None]:
-    """Environment of the notebooks' kernels: text progress bars (:mod:`hw1lib.progress`); restored afterwards."""
-    previous = os.environ.get(progress.ENV_VAR)
-    os.environ[progress.ENV_VAR] = "text"
+    """Environment of the notebooks' kernels (:data:`KERNEL_ENVIRONMENT`); restored afterwards.
+
+    The progress bars are always text (:mod:`hw1lib.progress`); ``OMP_WAIT_POLICY`` only when the user has not
+    chosen one.
+    """
+    previous = {name: os.environ.get(name) for name in KERNEL_ENVIRONMENT}
+    for name, value in KERNEL_ENVIRONMENT.items():
+        if name == progress.ENV_VAR or previous[name] is None:
+            os.environ[name] = value
     try:
         yield
     finally:
-        if previous is None:
-            os.environ.pop(progress.ENV_VAR, None)
-        else:
-            os.environ[progress.ENV_VAR] = previous
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _merge_streams(path: Path) -> None:
@@ -134,7 +151,11 @@ def build_report(
         "timings_file": str(out / "timings.json"),
         "fast_dev_run": fast_dev_run,
     }
+    started = time.perf_counter()
+    print(f"[report] running {REPORT_NOTEBOOK}.ipynb ...", flush=True)
     _execute(NOTEBOOK_DIR / f"{REPORT_NOTEBOOK}.ipynb", executed / f"{REPORT_NOTEBOOK}.ipynb", report_params)
+    print(f"[report] {REPORT_NOTEBOOK}.ipynb done in {time.perf_counter() - started:.0f} s", flush=True)
+    started = time.perf_counter()
     written = {
         "html": export_html(executed / f"{REPORT_NOTEBOOK}.ipynb", out / "report.html", hide_code=True),
         "notebooks": executed,
@@ -145,5 +166,6 @@ def build_report(
         written["pdf"] = html_to_pdf(out / "report.html", out / "report.pdf")
     except PdfToolMissing as missing:
         print(f"[report] HTML only: {missing}")
+    print(f"[report] exported in {time.perf_counter() - started:.0f} s", flush=True)
     print(f"[report] done: {', '.join(str(p) for p in written.values())}")
     return written

@@ -47,10 +47,10 @@ def test_get_config_applies_overrides_and_names_what_is_wrong():
 #: run-folder hashes of every recipe (fixed data keys): a finished run is reused only while its name is
 #: recomputed identically, so a change here means every user's finished runs train again; change it knowingly
 PINNED_HASHES = {
-    "demo/p1_model_a": "d30c08ddc7",
+    "demo/p1_model_a": "5da2823969",
     "demo/p1_model_b": "a86349b5c7",
-    "demo/p2_model_a": "18d0cea31b",
-    "demo/p2_model_b": "2efd8b1cc3",
+    "demo/p2_model_a": "afb8bc4494",
+    "demo/p2_model_b": "6b810d652f",
     "full/p1_model_a": "33f4d27e66",
     "full/p1_model_b": "abe8a4b337",
     "full/p2_model_a": "63139f4e1d",

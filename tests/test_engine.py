@@ -14,6 +14,7 @@ import hw1lib.precision as precision
 from hw1lib.checkpoints import load_model
 from hw1lib.config import TrainConfig
 from hw1lib.fit import fit
+from hw1lib.tasks import build_task
 
 
 def tiny_classification(n=60, classes=5, seed=0, key="k"):
@@ -227,3 +228,30 @@ def test_cpu_bf16_refuses_a_model_known_to_crash_under_it(tmp_path):
     with pytest.raises(ValueError, match="cpu_bf16=True cannot train fcn32s on the CPU"):
         fit(bad, seg, seg, tmp_path, "p2_test", device="cpu", progress=False)
     assert not list(tmp_path.iterdir())  # refused before anything was written
+
+
+def test_capped_evaluation_adds_only_the_kept_samples_it_missed():
+    assert engine._eval_batches(10, 4, set(), None) == [slice(0, 4), slice(4, 8), slice(8, 10)]
+    assert engine._eval_batches(10, 4, {1, 9, 6}, 1) == [slice(0, 4), [6, 9]]  # not the whole batches of 6 and 9
+    assert engine._eval_batches(10, 4, {1}, 2) == [slice(0, 4), slice(4, 8)]
+
+
+def test_capped_evaluation_keeps_every_mask_and_counts_what_it_evaluated():
+    class Segmenter(torch.nn.Module):  # the smallest model with a segmenter's output
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 7, 1)
+
+        def forward(self, x):
+            return {"out": self.conv(x)}
+
+    torch.manual_seed(0)
+    model = Segmenter()
+    masks = torch.randint(0, 7, (10, 8, 8), dtype=torch.uint8)
+    images = torch.randint(0, 256, (10, 3, 8, 8), dtype=torch.uint8)
+    task = build_task(TrainConfig(task="segmentation", model="fcn32s", num_classes=7))
+    full = engine.evaluate(model, task, images, masks, 4, torch.device("cpu"), 7, keep=[1, 6, 9])
+    capped = engine.evaluate(model, task, images, masks, 4, torch.device("cpu"), 7, keep=[1, 6, 9], max_batches=1)
+    assert sorted(capped["kept"]) == [1, 6, 9]
+    assert all((capped["kept"][i] == full["kept"][i]).all() for i in (1, 6, 9))
+    assert capped["confusion"].sum() == 6 * 8 * 8  # samples 0-3 and the kept 6 and 9

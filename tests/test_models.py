@@ -21,7 +21,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 def test_registry_lists_every_model_by_task():
     assert CLASSIFIERS == ["efficientnet_lite0", "efficientnet_v2_s", "vgg_like"]
-    assert SEGMENTERS == ["deeplabv3_resnet50", "fcn32s"]
+    assert SEGMENTERS == ["deeplabv3_lite0", "deeplabv3_resnet50", "fcn32s"]
     assert list_models() == sorted(CLASSIFIERS + SEGMENTERS)
     assert {model_task(name) for name in CLASSIFIERS} == {"classification"}
     assert {model_task(name) for name in SEGMENTERS} == {"segmentation"}
@@ -96,7 +96,7 @@ def test_segmenter_forward_backward(segmenter, size):
     x = torch.rand(2, 3, *size)
     target = torch.randint(0, 7, (2, *size))
     outputs = model(x)
-    assert set(outputs) == ({"out", "aux"} if name == "deeplabv3_resnet50" else {"out"})
+    assert set(outputs) == ({"out", "aux"} if name.startswith("deeplabv3") else {"out"})
     for logits in outputs.values():
         assert logits.shape == (2, 7, *size)
     # the auxiliary head only learns through its own loss term (torchvision's recipe weights it 0.5)
@@ -132,3 +132,34 @@ def test_fcn32s_with_batch_norm_variant_for_training_from_scratch():
     model.eval()
     with torch.no_grad():
         assert model(torch.rand(1, 3, 64, 96))["out"].shape == (1, 7, 64, 96)
+
+
+def test_fcn32s_at_a_fraction_of_vgg16s_width_keeps_its_layers():
+    full, narrow = (
+        build_model("fcn32s", batch_norm=True),
+        build_model("fcn32s", batch_norm=True, width=0.25, fc_channels=64),
+    )
+    convs = [m for m in narrow.modules() if isinstance(m, torch.nn.Conv2d)]
+    full_convs = [m for m in full.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == len(full_convs) == 13 + 3  # VGG16's 13, fc6, fc7, the score layer
+    assert [c.out_channels for c in convs[:13]] == [c.out_channels // 4 for c in full_convs[:13]]
+    assert convs[13].in_channels == 128 and convs[13].kernel_size == (7, 7) and convs[14].out_channels == 64
+    pools = [m for m in narrow.modules() if isinstance(m, torch.nn.MaxPool2d)]
+    assert len(pools) == 5  # stride 32 stays
+    narrow.eval()
+    with torch.no_grad():
+        assert narrow(torch.rand(1, 3, 64, 96))["out"].shape == (1, 7, 64, 96)
+    # initialised as torchvision's VGG is (He normal, zero bias), not PyTorch's default uniform
+    assert all(float(c.bias.abs().max()) == 0.0 for c in convs[:13])
+    with pytest.raises(ValueError, match="width=0.5 cannot be used with pretrained=True"):
+        build_model("fcn32s", pretrained=True, width=0.5)
+    with pytest.raises(ValueError, match="width must lie in"):
+        build_model("fcn32s", width=0.001)
+
+
+def test_deeplabv3_lite0_keeps_stride_8_features():
+    model = build_model("deeplabv3_lite0").eval()
+    body = model.model.backbone.body
+    assert body.feature_info.reduction() == [8, 8]  # dilated like torchvision's ResNet50 version
+    assert type(model.model.classifier).__name__ == "DeepLabHead"
+    assert model.weights_source.startswith("random")

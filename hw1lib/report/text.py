@@ -10,7 +10,7 @@ import warnings
 
 import numpy as np
 
-from hw1lib.config import FULL_DEPARTURES
+from hw1lib.config import DEMO_DEPARTURES, FULL_DEPARTURES
 from hw1lib.runs import Run
 
 # numbers behind the comments
@@ -59,17 +59,37 @@ def curve_sentence(run: Run) -> str:
 # the report's paragraphs, one per question that states results
 
 
+def _departures(name: str, profile: str) -> list[str]:
+    """The departures of experiment ``name`` under ``profile``: full's from the reference, and demo's from full."""
+    full = [f"`full`: {d}" for d in FULL_DEPARTURES.get(name, [])]
+    if profile == "full":
+        return full
+    if profile == "demo":
+        return [f"`demo`: {d}" for d in DEMO_DEPARTURES.get(name, [])] + full
+    return [f"the `{profile}` profile shrinks every size to prove the pipeline in seconds; its numbers mean nothing"]
+
+
 def departures_text(run: Run, profile: str) -> str:
-    """Where the run's recipe departs from the reference report's, as a Markdown list."""
-    name = run.folder.name
-    departures = (
-        FULL_DEPARTURES.get(name, [])
-        if profile == "full"
-        else [f"the {profile} profile scales the full recipe down to run on the stand-in on a CPU (see its notebook)"]
-    )
+    """Where the run's recipe departs from the reference report's (and, in ``demo``, from ``full``), as a list."""
     return "Read from the run's resolved parameters. Departures from the reference recipe:\n\n" + "\n".join(
-        f"- {d}" for d in departures
+        f"- {d}" for d in _departures(run.folder.name, profile)
     )
+
+
+def profile_departures_text(runs: dict[str, Run], profile: str) -> str:
+    """Every experiment's departures, one list each: the recipes this report's numbers come from."""
+    intro = {
+        "full": "The `full` recipes depart from the reference report's where peers' results on the same data say it "
+        "pays:",
+        "demo": "The `demo` profile scales each `full` recipe down to train on the stand-in on a 2-core CPU in "
+        "minutes; each departure (`demo`) is listed with the `full` recipe's own departures from the reference "
+        "report (`full`):",
+    }.get(profile, f"The `{profile}` profile:")
+    blocks = [intro]
+    for name, run in runs.items():
+        items = "\n".join(f"  - {d}" for d in _departures(name, profile))
+        blocks.append(f"- **{name}** (`{run.config['model']}`):\n{items}")
+    return "\n".join(blocks)
 
 
 def vgg_like_text(run: Run, parameters: int) -> str:
@@ -159,15 +179,24 @@ def fcn_text(run: Run, parameters: int) -> str:
     return text
 
 
+#: what the backbone of each DeepLabV3 variant is, in words (question 8)
+_DEEPLAB_BACKBONES = {
+    "deeplabv3_resnet50": "a ResNet50 backbone: residual bottleneck blocks with batch norm instead of VGG's plain "
+    "convolutions; the last two stages use dilated convolutions",
+    "deeplabv3_lite0": "an EfficientNet-Lite0 backbone (the demo's offline warm start; `full` uses ResNet50): "
+    "inverted-residual (MBConv) blocks with batch norm instead of VGG's plain convolutions; its last two "
+    "stages use dilated convolutions",
+}
+
+
 def deeplab_text(run: Run, parameters: int, fcn_parameters: int) -> str:
-    """Question 8: what DeepLabV3 is and how it differs from FCN32s."""
+    """Question 8: what DeepLabV3 is and how it differs from FCN32s (the backbone read from the run)."""
     return (
-        "DeepLabV3 with a ResNet50 backbone: residual blocks with batch norm instead of VGG's plain convolutions; "
-        "the last two stages use dilated convolutions so the features keep 1/8 of the input resolution (FCN32s: "
-        "1/32), and an atrous spatial pyramid pooling head (rates 12, 24, 36 and image pooling) mixes context at "
-        "several scales before the bilinear upsampling; an auxiliary FCN head on stage 3 adds a second loss "
-        f"(weight {run.config['aux_weight']:g}) during training. {parameters:,} parameters "
-        f"({parameters / fcn_parameters:.2f}x FCN32s). Weights: {run.metrics['weights_source']}."
+        f"DeepLabV3 with {_DEEPLAB_BACKBONES[run.config['model']]} so the features keep 1/8 of the input "
+        "resolution (FCN32s: 1/32), and an atrous spatial pyramid pooling head (rates 12, 24, 36 and image "
+        "pooling) mixes context at several scales before the bilinear upsampling; an auxiliary FCN head on the "
+        f"stage before adds a second loss (weight {run.config['aux_weight']:g}) during training. {parameters:,} "
+        f"parameters ({parameters / fcn_parameters:.2f}x FCN32s). Weights: {run.metrics['weights_source']}."
     )
 
 
@@ -189,4 +218,72 @@ def masks_text(run: Run, epochs: list[int], labels: dict[int, str]) -> str:
         "Input, ground truth and model B's prediction at "
         + ", ".join(f"{labels[e]} (validation mIoU {miou_at[e]:.4f})" for e in epochs)
         + "."
+    )
+
+
+def class_accuracy_text(a: Run, b: Run, accuracy_a: list[float | None], accuracy_b: list[float | None]) -> str:
+    """Beyond question 2: how the two models' per-class accuracies compare, and each one's hardest classes."""
+    scored = [c for c in range(len(accuracy_a)) if accuracy_a[c] is not None and accuracy_b[c] is not None]
+    b_better = sum(accuracy_b[c] > accuracy_a[c] for c in scored)
+    a_better = sum(accuracy_a[c] > accuracy_b[c] for c in scored)
+
+    def hardest(acc: list[float | None]) -> str:
+        worst = sorted(scored, key=lambda c: (acc[c], c))[:3]
+        return ", ".join(f"class {c} ({acc[c]:.2f})" for c in worst)
+
+    return (
+        f"Per-class accuracy at each model's best epoch (validation). Model B is more accurate than model A on "
+        f"{b_better} of {len(scored)} classes, model A on {a_better}. Hardest classes for model A: "
+        f"{hardest(accuracy_a)}; for model B: {hardest(accuracy_b)}."
+    )
+
+
+def confused_pairs_text(run: Run, pairs) -> str:
+    """Beyond question 2: the most frequent error of ``run`` in words (``pairs`` from ``confused_pairs``)."""
+    if pairs.empty:
+        return "The model made no validation error, so there is no confused pair to show."
+    top = pairs.to_dict("records")[0]  # (a row Series would turn the class numbers into floats)
+    return (
+        f"The most frequent errors of the model at its best epoch (epoch {run.metrics['best_epoch']}). The first: "
+        f"class {top['true class']} predicted as class {top['predicted as']} for {top['images']} images "
+        f"({top['share of the true class']:.0%} of class {top['true class']}). Below, validation images of each "
+        "pair's true class (blue) beside images of the class it was taken for (red)."
+    )
+
+
+def iou_bars_text(a: Run, b: Run, iou_a: list[float | None], iou_b: list[float | None]) -> str:
+    """Beyond question 9: where the two segmenters differ, class by class."""
+    from hw1lib.data.palette import CLASS_NAMES, SCORED_CLASSES
+
+    gaps = [
+        (iou_b[k] - iou_a[k], CLASS_NAMES[c])
+        for k, c in enumerate(SCORED_CLASSES)
+        if iou_a[k] is not None and iou_b[k] is not None
+    ]
+    if not gaps:
+        return "No class is present in both models' validation predictions, so there is no per-class comparison."
+    largest = max(gaps, key=lambda g: abs(g[0]))
+    worst_b = min(
+        ((iou_b[k], CLASS_NAMES[c]) for k, c in enumerate(SCORED_CLASSES) if iou_b[k] is not None), default=None
+    )
+    text = (
+        f"Per-class IoU at each model's best epoch. The largest difference is on {largest[1]} "
+        f"({'+' if largest[0] >= 0 else ''}{largest[0]:.3f} for DeepLabV3 over FCN32s)."
+    )
+    if worst_b is not None:
+        text += f" DeepLabV3's weakest class is {worst_b[1]} (IoU {worst_b[0]:.3f})."
+    return text
+
+
+def masks_compare_text(a: Run, b: Run, epoch_a: int, epoch_b: int) -> str:
+    """Beyond question 10: which epochs the side-by-side mask figure shows (``best_mask_epoch`` of each run)."""
+
+    def at(run: Run, epoch: int) -> str:
+        best = " (its best)" if epoch == run.metrics["best_epoch"] else ""
+        return f"epoch {epoch}{best}, validation mIoU {run.history.set_index('epoch')['val_miou'][epoch]:.4f}"
+
+    return (
+        f"The same three validation images, predicted by model A (FCN32s, {at(a, epoch_a)}) and model B "
+        f"(DeepLabV3, {at(b, epoch_b)}). FCN32s scores a grid of 1/32 of the input's resolution and upsamples it "
+        "once, DeepLabV3 a grid of 1/8: compare the region borders."
     )

@@ -71,7 +71,7 @@ def plot_class_scores(
     ax.set_xlabel("class")
     ax.grid(axis="y", alpha=0.3)
     if len(scores) > 1:
-        ax.legend(loc="upper right", ncols=len(scores), frameon=False)
+        fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=len(scores), frameon=False)
     if title:
         ax.set_title(title)
     return fig
