@@ -1,7 +1,8 @@
-"""Problem 2 segmenters: VGG16-FCN32s (model A) and DeepLabV3-ResNet50 (model B).
+"""Problem 2 segmenters: VGG16-FCN32s (model A) and DeepLabV3 (model B) over ResNet50 or, for the offline demo,
+EfficientNet-Lite0.
 
-Both take float images in [0, 1], shape (N, 3, H, W), normalise them with the ImageNet statistics their
-backbones were trained with, and return torchvision's segmentation output: a dict with ``"out"`` (logits
+All take float images in [0, 1], shape (N, 3, H, W), normalise them with the statistics their backbones'
+ImageNet weights expect, and return torchvision's segmentation output: a dict with ``"out"`` (logits
 N x C x H x W at the input's resolution) and, where an auxiliary head is kept, ``"aux"`` (same shape).
 Any input size works; sizes divisible by 32 keep the stride-32 grid aligned.
 
