@@ -213,7 +213,6 @@ def _sum_over_ranks(matrix: ConfusionMatrix, total: torch.Tensor, seen: int) -> 
     return total, int(count)
 
 
-@torch.no_grad()
 def _eval_batches(n: int, batch_size: int, keep: set[int], max_batches: int | None) -> list[slice | list[int]]:
     """The validation batches: consecutive slices; under a cap, the first ``max_batches`` and one batch of the
     ``keep`` samples they miss.
@@ -230,6 +229,7 @@ def _eval_batches(n: int, batch_size: int, keep: set[int], max_batches: int | No
     return batches + ([missing] if missing else [])
 
 
+@torch.no_grad()
 def evaluate(
     model: nn.Module,
     task,
