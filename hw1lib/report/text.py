@@ -182,23 +182,21 @@ def fcn_text(run: Run, parameters: int) -> str:
 #: what the backbone of each DeepLabV3 variant is, in words (question 8)
 _DEEPLAB_BACKBONES = {
     "deeplabv3_resnet50": "a ResNet50 backbone: residual bottleneck blocks with batch norm instead of VGG's plain "
-    "convolutions",
+    "convolutions; the last two stages use dilated convolutions",
     "deeplabv3_lite0": "an EfficientNet-Lite0 backbone (the demo's offline warm start; `full` uses ResNet50): "
-    "inverted-residual (MBConv) blocks with batch norm instead of VGG's plain convolutions",
+    "inverted-residual (MBConv) blocks with batch norm instead of VGG's plain convolutions; its last two "
+    "stages use dilated convolutions",
 }
 
 
 def deeplab_text(run: Run, parameters: int, fcn_parameters: int) -> str:
-    """Question 8: what DeepLabV3 is and how it differs from FCN32s (backbone and output stride read from the run)."""
-    stride = run.config["model_kwargs"].get("output_stride", 8)
-    dilated = "the last two stages use" if stride == 8 else "the last stage uses"
+    """Question 8: what DeepLabV3 is and how it differs from FCN32s (the backbone read from the run)."""
     return (
-        f"DeepLabV3 with {_DEEPLAB_BACKBONES[run.config['model']]}; {dilated} dilated convolutions so the features "
-        f"keep 1/{stride} of the input resolution (FCN32s: 1/32), and an atrous spatial pyramid pooling head (rates "
-        "12, 24, 36 and image pooling) mixes context at several scales before the bilinear upsampling; an "
-        f"auxiliary FCN head on the stage before adds a second loss (weight {run.config['aux_weight']:g}) during "
-        f"training. {parameters:,} parameters ({parameters / fcn_parameters:.2f}x FCN32s). Weights: "
-        f"{run.metrics['weights_source']}."
+        f"DeepLabV3 with {_DEEPLAB_BACKBONES[run.config['model']]} so the features keep 1/8 of the input "
+        "resolution (FCN32s: 1/32), and an atrous spatial pyramid pooling head (rates 12, 24, 36 and image "
+        "pooling) mixes context at several scales before the bilinear upsampling; an auxiliary FCN head on the "
+        f"stage before adds a second loss (weight {run.config['aux_weight']:g}) during training. {parameters:,} "
+        f"parameters ({parameters / fcn_parameters:.2f}x FCN32s). Weights: {run.metrics['weights_source']}."
     )
 
 
@@ -287,5 +285,5 @@ def masks_compare_text(a: Run, b: Run, epoch_a: int, epoch_b: int) -> str:
     return (
         f"The same three validation images, predicted by model A (FCN32s, {at(a, epoch_a)}) and model B "
         f"(DeepLabV3, {at(b, epoch_b)}). FCN32s scores a grid of 1/32 of the input's resolution and upsamples it "
-        f"once, DeepLabV3 a grid of 1/{b.config['model_kwargs'].get('output_stride', 8)}: compare the region borders."
+        "once, DeepLabV3 a grid of 1/8: compare the region borders."
     )
