@@ -105,6 +105,7 @@ def test_quick_cpu_check_writes_every_section(tmp_path):
             ("efficientnet_lite0", 50),
             ("fcn32s", 4),
             ("deeplabv3_resnet50", 4),
+            ("deeplabv3_lite0", 8),  # its only recipe is the demo's (batch 8), within the quick pixel cap
         ]
     )
     assert sorted(items["segmenters"]) == sorted(
