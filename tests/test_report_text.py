@@ -185,3 +185,10 @@ def test_fast_dev_run_statement_comes_from_the_runs_caps(tmp_path):
     )
     mixed = {"p1_model_a": real["p1_model_a"], "p2_model_b": fast["p2_model_b"]}
     assert "The trainings of p2_model_b were capped" in report.fast_dev_run_statement(mixed, requested=True)
+
+
+def test_deeplab_text_names_the_runs_backbone(tmp_path):
+    demo = report.deeplab_text(make_run(tmp_path, "p2_model_b", [0.5]), 6_000_000, 3_000_000)
+    assert "EfficientNet-Lite0 backbone" in demo and "2.00x FCN32s" in demo
+    full = report.deeplab_text(make_run(tmp_path, "p2_model_b", [0.5], profile="full"), 40_000_000, 134_000_000)
+    assert "a ResNet50 backbone" in full and "EfficientNet" not in full and "1/8 of the input resolution" in full

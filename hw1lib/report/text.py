@@ -11,6 +11,7 @@ import warnings
 import numpy as np
 
 from hw1lib.config import DEMO_DEPARTURES, FULL_DEPARTURES
+from hw1lib.data.palette import CLASS_NAMES, SCORED_CLASSES
 from hw1lib.runs import Run
 
 # numbers behind the comments
@@ -253,8 +254,6 @@ def confused_pairs_text(run: Run, pairs) -> str:
 
 def iou_bars_text(a: Run, b: Run, iou_a: list[float | None], iou_b: list[float | None]) -> str:
     """Beyond question 9: where the two segmenters differ, class by class."""
-    from hw1lib.data.palette import CLASS_NAMES, SCORED_CLASSES
-
     gaps = [
         (iou_b[k] - iou_a[k], CLASS_NAMES[c])
         for k, c in enumerate(SCORED_CLASSES)
