@@ -1,5 +1,6 @@
 # Two commands from a fresh clone: `make report` (the report on the stand-in data) and `make test`.
 # Both create the virtual environment .venv on first use and install the project into it (editable).
+# Every target that installs also configures the notebooks' git filter (see notebook-filter).
 
 PYTHON ?= python3
 VENV := .venv
@@ -10,12 +11,13 @@ DEVICE ?= auto
 # FAST_DEV_RUN=1: every training capped at 2 epochs of 2 batches (2 validation batches) at the profile's real sizes
 FAST_DEV_RUN ?= 0
 
-.PHONY: test lint report standin bench lab clean-runs
+.PHONY: test lint report standin bench lab notebook-filter clean-runs
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip>=23"
 	$(PY) -m pip install --quiet -e ".[dev]"
+	-$(MAKE) --no-print-directory notebook-filter
 	touch $@
 
 test: lint
@@ -35,21 +37,37 @@ standin: $(VENV)/.installed
 	$(PY) -m hw1lib standin data/standin-$(PROFILE) --size $(PROFILE)
 
 # `make train EXP=p2_model_b PROFILE=full NPROC=4`: one experiment into the run folder its notebook uses
-# (then reused by the notebooks and `make report`); NPROC > 1 trains on that many processes under torchrun
+# (then reused by the notebooks and `make report`); NPROC > 1 trains on that many processes under torchrun.
+# SET="lr=1e-3 augment.flip=false" changes recipe fields (a new run folder), SEED=1 trains another seed.
 EXP ?=
 NPROC ?= 1
+SET ?=
+SEED ?= 0
+EXPERIMENT_NAMES = $(shell $(PY) -c "from hw1lib.experiments import experiment_names; print(', '.join(experiment_names()))" 2>/dev/null)
 TRAIN_LAUNCH = $(if $(filter 1,$(NPROC)),$(PY),$(VENV)/bin/torchrun --standalone --nproc-per-node $(NPROC))
 .PHONY: train
 train: $(VENV)/.installed
-	$(if $(EXP),,$(error EXP is required: p1_model_a, p1_model_b, p2_model_a or p2_model_b))
-	$(TRAIN_LAUNCH) -m hw1lib train $(EXP) --profile $(PROFILE) --data "$(DATA)" --device $(DEVICE) \
-		$(if $(filter 1,$(FAST_DEV_RUN)),--fast-dev-run)
+	$(if $(EXP),,$(error EXP is required: one of $(or $(EXPERIMENT_NAMES),the experiments of hw1lib/experiments.py)))
+	$(TRAIN_LAUNCH) -m hw1lib train $(EXP) --profile $(PROFILE) --data "$(DATA)" --device $(DEVICE) --seed $(SEED) \
+		$(if $(strip $(SET)),--set $(SET)) $(if $(filter 1,$(FAST_DEV_RUN)),--fast-dev-run)
 
 bench: $(VENV)/.installed
 	$(PY) -m benchmarks.bench --device $(DEVICE) --out benchmarks/results-$(DEVICE).json
 
+# JupyterLab works on copies in lab/ (ignored by git), so running the notebooks in the browser leaves the tracked
+# notebooks/*.ipynb untouched and `git status` clean; a copy is refreshed when its notebook in notebooks/ is newer
+# (e.g. after a pull), never over newer work in lab/. --allow-root: containers run as root.
 lab: $(VENV)/.installed
-	$(VENV)/bin/jupyter lab notebooks/
+	mkdir -p lab
+	for f in notebooks/*.ipynb; do [ "lab/$${f##*/}" -nt "$$f" ] || cp "$$f" lab/; done
+	$(VENV)/bin/jupyter lab --allow-root lab/
+
+# the git clean filter that .gitattributes names for notebooks/*.ipynb (scripts/strip_notebook.py, standard library
+# only), configured in .git/config (shared by every worktree: the path is relative to the worktree's root): a
+# notebook executed in notebooks/ itself is staged and diffed without its outputs
+notebook-filter:
+	git config filter.strip-notebook.clean "python3 scripts/strip_notebook.py"
+	git config filter.strip-notebook.smudge cat
 
 clean-runs:
 	rm -rf runs/smoke report/smoke

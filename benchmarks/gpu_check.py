@@ -43,17 +43,16 @@ from benchmarks.bench.run import apply_peaks, environment, measure_peaks
 from benchmarks.bench.tables import markdown_table, models_table
 from benchmarks.bench.timing import log
 from hw1lib.config import get_config
+from hw1lib.experiments import EXPERIMENTS
 from hw1lib.io import save_json, write_text
 from hw1lib.paths import REPO_ROOT, standin_dir
 from hw1lib.precision import resolve_device, resolve_precision
 
 SECTIONS = ("fit", "models", "segmenters", "grader")
 #: the grader's commands timed in (d): (command, experiment, validation folder under the data root)
-GRADER_COMMANDS = (
-    ("classify", "p1_model_a", "p1_data/val_50"),
-    ("classify", "p1_model_b", "p1_data/val_50"),
-    ("segment", "p2_model_a", "p2_data/validation"),
-    ("segment", "p2_model_b", "p2_data/validation"),
+GRADER_COMMANDS = tuple(
+    ("classify", e.name, "p1_data/val_50") if e.task == "classification" else ("segment", e.name, "p2_data/validation")
+    for e in EXPERIMENTS.values()
 )
 SEGMENTERS = (("p2_model_b", "deeplabv3_resnet50"), ("p2_model_a", "fcn32s"))
 

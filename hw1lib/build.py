@@ -19,12 +19,14 @@ from pathlib import Path
 
 from hw1lib import progress
 from hw1lib.config import PROFILES
+from hw1lib.experiments import notebook_experiment, training_notebooks
 from hw1lib.io import save_json, write_text
 from hw1lib.paths import REPO_ROOT
 from hw1lib.runs import profile_folder
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
-TRAINING_NOTEBOOKS = ("01_p1_model_a", "02_p1_model_b", "03_p1_representations", "04_p2_model_a", "05_p2_model_b")
+#: the notebooks run before the report: every registered experiment's, and the ones that read a run (registry)
+TRAINING_NOTEBOOKS = tuple(training_notebooks())
 REPORT_NOTEBOOK = "06_report"
 
 
@@ -104,6 +106,8 @@ def build_report(
     device: str = "auto",
     seed: int = 0,
     fast_dev_run: bool = False,
+    overrides: dict[str, dict] | None = None,
+    data_seed: int = 0,
 ) -> dict[str, Path]:
     """Run notebooks 01-05 and the report notebook, then export HTML and PDF.
 
@@ -112,13 +116,17 @@ def build_report(
         data: the real data root; ``""`` generates/uses the stand-in.
         out_dir: where the report goes (default ``report/<profile>``, ``report/<profile>-fastdev``).
         device: ``auto``, ``cpu`` or ``cuda``.
-        seed: the notebooks' seed.
+        seed: the notebooks' training seed.
+        overrides: per experiment, recipe fields to change (``{"p1_model_a": {"lr": 1e-3}}``): each notebook gets
+            its experiment's, the report the whole dict, so it reads the runs they trained.
+        data_seed: the stand-in's content seed (ignored for real data).
         fast_dev_run: cap every training (2 epochs of 2 batches, 2 validation batches) to prove the whole
             path quickly; the report says its numbers mean nothing.
 
     Returns:
         paths of what was written: ``html``, ``pdf`` (absent when no PDF tool is installed), ``notebooks``.
     """
+    from hw1lib.config import get_config
     from hw1lib.data import prepare_data_root
     from hw1lib.export import PdfToolMissing, export_html, html_to_pdf
 
@@ -126,7 +134,10 @@ def build_report(
         raise ValueError(f"unknown profile {profile!r}; valid: {list(PROFILES)}")
 
     out = Path(out_dir) if out_dir else REPO_ROOT / "report" / profile_folder(profile, fast_dev_run)
-    prepare_data_root(data, profile, seed)  # a bad data path fails here, before any training or folder
+    overrides = dict(overrides or {})
+    for experiment, changes in overrides.items():  # a typo fails here, before any notebook runs
+        get_config(experiment, profile, fast_dev_run=fast_dev_run, **changes)
+    prepare_data_root(data, profile, data_seed)  # a bad data path fails here, before any training or folder
     executed = out / "notebooks"
     executed.mkdir(parents=True, exist_ok=True)
     parameters = {
@@ -134,14 +145,17 @@ def build_report(
         "profile": profile,
         "device": device,
         "seed": seed,
+        "data_seed": data_seed,
         "out_dir": "",
         "fast_dev_run": fast_dev_run,
     }
     timings: dict[str, float] = {}
-    for name in TRAINING_NOTEBOOKS:
+    notebooks = training_notebooks()
+    for name in notebooks:
         started = time.perf_counter()
         print(f"[report] running {name}.ipynb ...", flush=True)
-        _execute(NOTEBOOK_DIR / f"{name}.ipynb", executed / f"{name}.ipynb", parameters)
+        own = {"overrides": overrides.get(notebook_experiment(name), {})}
+        _execute(NOTEBOOK_DIR / f"{name}.ipynb", executed / f"{name}.ipynb", {**parameters, **own})
         timings[name] = time.perf_counter() - started
         print(f"[report] {name}.ipynb done in {timings[name]:.0f} s", flush=True)
     save_json(timings, out / "timings.json")
@@ -150,6 +164,8 @@ def build_report(
         "out_dir": "",
         "timings_file": str(out / "timings.json"),
         "fast_dev_run": fast_dev_run,
+        "seed": seed,
+        "overrides": overrides,
     }
     started = time.perf_counter()
     print(f"[report] running {REPORT_NOTEBOOK}.ipynb ...", flush=True)
@@ -160,7 +176,7 @@ def build_report(
         "html": export_html(executed / f"{REPORT_NOTEBOOK}.ipynb", out / "report.html", hide_code=True),
         "notebooks": executed,
     }
-    for name in (*TRAINING_NOTEBOOKS, REPORT_NOTEBOOK):
+    for name in (*notebooks, REPORT_NOTEBOOK):
         export_html(executed / f"{name}.ipynb", executed / f"{name}.html", hide_code=False)
     try:
         written["pdf"] = html_to_pdf(out / "report.html", out / "report.pdf")

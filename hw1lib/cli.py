@@ -14,6 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from hw1lib.experiments import experiment_names
 from hw1lib.io import TMP_MARK
 
 
@@ -90,6 +91,7 @@ def _weights(args: argparse.Namespace) -> None:
 
 def _train(args: argparse.Namespace) -> None:
     from hw1lib import distributed
+    from hw1lib.config import parse_overrides
     from hw1lib.train import summary, train_command
 
     result = train_command(
@@ -100,6 +102,9 @@ def _train(args: argparse.Namespace) -> None:
         device=args.device,
         seed=args.seed,
         fast_dev_run=args.fast_dev_run,
+        overrides=parse_overrides(args.set),
+        data_seed=args.data_seed,
+        label=args.name,
     )
     if distributed.is_main():
         print(summary(result))
@@ -151,12 +156,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser(
         "train", help="train one experiment into its notebook's run folder (several processes under torchrun)"
     )
-    p.add_argument("experiment", choices=["p1_model_a", "p1_model_b", "p2_model_a", "p2_model_b"])
+    p.add_argument("experiment", choices=experiment_names())
     p.add_argument("--profile", choices=["smoke", "demo", "full"], default="demo")
     p.add_argument("--data", default="", help="real data root (default: the generated stand-in)")
     p.add_argument("--out-dir", default="", help="folder of run folders (default: the notebooks', runs/<profile>)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda (cuda:LOCAL_RANK under torchrun) or cuda:N")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change recipe fields, e.g. --set lr=1e-3 epochs=20 augment.flip=false (dotted keys reach into "
+        "augment and model_kwargs; values are JSON/Python literals, else strings): a new run folder",
+    )
+    p.add_argument("--seed", type=int, default=0, help="training seed (weights, shuffling, augmentation)")
+    p.add_argument(
+        "--data-seed", type=int, default=0, help="content seed of the generated stand-in (0: the profile's own)"
+    )
+    p.add_argument("--name", default=None, help="a short label recorded with the run (not part of its name)")
     p.add_argument("--fast-dev-run", action="store_true", help="2 epochs of 2 batches, 2 validation batches")
     p.set_defaults(run=_train)
 

@@ -19,7 +19,7 @@ from hw1lib.checkpoints import load_state_dict_checked, model_meta
 from hw1lib.config import TrainConfig
 from hw1lib.io import environment_info
 from hw1lib.precision import check_precision, resolve_device, resolve_precision
-from hw1lib.runs import RunFolder, set_latest
+from hw1lib.runs import RunFolder
 
 
 def fit(
@@ -32,6 +32,7 @@ def fit(
     force: bool = False,
     progress: bool = True,
     on_epoch_end=None,
+    recipe: dict | None = None,
 ) -> dict:
     """Train (or reuse, or resume) a run and return its metrics.
 
@@ -45,6 +46,8 @@ def fit(
         force: retrain even if a finished run with these parameters exists.
         progress: show tqdm bars.
         on_epoch_end: optional ``callback(epoch, row)`` after each epoch's files are written (tests use it).
+        recipe: how the run was asked for (``{"experiment", "profile", "overrides", "fast_dev_run", "label"}``),
+            recorded in ``params.json`` but not hashed (see :func:`hw1lib.config.recipe_record`).
 
     Returns:
         the content of ``metrics.json`` plus ``"run_dir"``, ``"reused"`` (True when nothing was trained) and
@@ -70,11 +73,15 @@ def fit(
         if main:  # how many processes trained is recorded, not hashed: any world size continues the same run
             folders = {"train": str(getattr(train, "folder", "")), "val": str(getattr(val, "folder", ""))}
             folder.start(
-                {**params, "data_folders": folders, "environment": environment_info(device), **distributed.describe()}
+                {
+                    **params,
+                    "data_folders": folders,
+                    "environment": environment_info(device),
+                    **distributed.describe(),
+                    **({"recipe": recipe} if recipe is not None else {}),
+                }
             )
         result = _train(config, train, val, folder, device, force, progress and main, on_epoch_end)
-    if main:
-        set_latest(out_root, name, folder)
     return distributed.from_main(result)
 
 

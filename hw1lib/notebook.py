@@ -1,8 +1,12 @@
 """The set-up every training notebook (01-05) starts with, in one call.
 
-``setup(problem, data_root, profile, seed, out_dir)`` resolves (or generates) the data, decodes it, picks
-the run and figure folders and returns a :class:`Session` that trains an experiment into its run folder
-(or reuses it) and saves figures. The notebooks then read as prose over package calls.
+``setup(experiment="p1_model_a", profile="demo", seed=0, overrides={...})`` resolves (or generates) the data
+of the experiment's problem, decodes it, picks the run and figure folders and returns a :class:`Session`
+that trains the experiment into its run folder (or reuses it), finds the runs of its recipe, titles figures
+with the registry's labels and saves them. The notebooks then read as prose over package calls.
+
+Which run a notebook shows: the one of its recipe (profile, the ``overrides`` given, ``seed``), found by
+its stored configuration (:func:`hw1lib.runs.find_run`), never merely the newest run of the experiment.
 
 ``fast_dev_run=True`` (the idea of Lightning's ``fast_dev_run``) trains every experiment at the profile's real
 sizes but capped (:data:`hw1lib.config.FAST_DEV_RUN`), into ``runs/<profile>-fastdev`` with figures in
@@ -13,21 +17,21 @@ What this is not: training code (:mod:`hw1lib.engine`) or a report (:mod:`hw1lib
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from hw1lib.config import FAST_DEV_RUN, get_config
-from hw1lib.data import DataRoot, data_source, load_problem1, load_problem2, prepare_data_root
+from hw1lib.config import FAST_DEV_RUN, TrainConfig, get_config, recipe_record
+from hw1lib.data import DataRoot, data_source, prepare_data_root
+from hw1lib.experiments import get_experiment
 from hw1lib.paths import figures_dir
-from hw1lib.runs import Run, default_out_root, load_current, profile_folder
-
-_LOADERS = {"p1": load_problem1, "p2": load_problem2}
+from hw1lib.runs import Run, default_out_root, find_run, load_run, profile_folder
 
 
 @dataclass
 class Session:
-    """What a notebook works with: the data, where runs and figures go, and the run parameters."""
+    """What a notebook works with: its experiment, the data, where runs and figures go, the run parameters."""
 
+    experiment: str
     root: DataRoot
     train: object
     val: object
@@ -38,13 +42,16 @@ class Session:
     seed: int
     force: bool
     fast_dev_run: bool = False
+    overrides: dict = field(default_factory=dict)  # of this notebook's experiment only
+    data_seed: int = 0
 
     def summary(self) -> str:
         """One Markdown line: which data, how much, and where runs and figures go (and a fast dev run's caps)."""
         unit = "images" if hasattr(self.train, "labels") else "pairs"
+        seeds = f"training seed {self.seed}" + (f", stand-in data seed {self.data_seed}" if self.data_seed else "")
         line = (
             f"**Data:** {data_source(self.root)} (`{self.root.root}`): {len(self.train)} training and "
-            f"{len(self.val)} validation {unit}. Runs go to `{self.out_root}`, figures to `{self.figures}`."
+            f"{len(self.val)} validation {unit}; {seeds}. Runs go to `{self.out_root}`, figures to `{self.figures}`."
         )
         if self.fast_dev_run:
             caps = FAST_DEV_RUN
@@ -55,24 +62,56 @@ class Session:
             )
         return line
 
-    def config(self, experiment: str):
-        """The experiment's ``TrainConfig`` under this session's profile and seed (capped in a fast dev run)."""
-        return get_config(experiment, self.profile, fast_dev_run=self.fast_dev_run, seed=self.seed)
+    def _overrides_of(self, experiment: str, overrides: dict | None) -> dict:
+        if overrides is not None:
+            return overrides
+        return self.overrides if experiment == self.experiment else {}
 
-    def train_experiment(self, experiment: str) -> tuple[Run, str]:
-        """Train ``experiment`` (or reuse its finished run) and return the run and a Markdown line about it."""
+    def config(self, experiment: str | None = None, overrides: dict | None = None) -> TrainConfig:
+        """The ``TrainConfig`` of ``experiment`` (default: this notebook's) under this session's profile and seed,
+        with this notebook's overrides for its own experiment (another experiment: its recipe, unless
+        ``overrides`` are given), capped in a fast dev run."""
+        experiment = experiment or self.experiment
+        return get_config(
+            experiment,
+            self.profile,
+            fast_dev_run=self.fast_dev_run,
+            **{**self._overrides_of(experiment, overrides), "seed": self.seed},
+        )
+
+    def recipe_line(self, experiment: str | None = None) -> str:
+        """One Markdown line under the recipe table: the overrides of the recipe in force, or that there are none."""
+        from hw1lib.report import recipe_line
+
+        experiment = experiment or self.experiment
+        return recipe_line(experiment, self.profile, self.config(experiment).to_dict())
+
+    def title(self, what: str = "", experiment: str | None = None) -> str:
+        """A figure title from the registry: ``"P1 model A (VGG-like CNN): validation confusion matrix"``."""
+        from hw1lib.models import model_label
+
+        experiment = experiment or self.experiment
+        text = f"{get_experiment(experiment).label} ({model_label(self.config(experiment).model)})"
+        return f"{text}: {what}" if what else text
+
+    def train_experiment(self, experiment: str | None = None) -> tuple[Run, str]:
+        """Train ``experiment`` (default: this notebook's) or reuse its finished run; return the run and a
+        Markdown line about it."""
         from hw1lib.fit import fit
 
+        experiment = experiment or self.experiment
+        config = self.config(experiment)
         result = fit(
-            self.config(experiment),
+            config,
             self.train,
             self.val,
             self.out_root,
             experiment,
             device=self.device,
             force=self.force,
+            recipe=recipe_record(experiment, self.profile, config, self.fast_dev_run),
         )
-        run = load_current(self.out_root, experiment)
+        run = load_run(result["run_dir"])
         line = (
             f"Run folder `{run.run_dir.name}` ({'reused' if result['reused'] else 'trained now'}): "
             f"{run.metrics['final_epoch']} epochs, {run.metrics['train_seconds']:.0f} s of training; "
@@ -82,9 +121,17 @@ class Session:
             line += f"\n\n**Note:** {note}"
         return run, line
 
-    def current(self, experiment: str) -> Run:
-        """The finished run of ``experiment`` that this session's notebooks trained or reused."""
-        return load_current(self.out_root, experiment)
+    def current(self, experiment: str | None = None, overrides: dict | None = None) -> Run:
+        """The finished run of ``experiment``'s recipe under this session (profile, overrides, seed, and this
+        session's data when it is the same problem's), whatever else was trained later.
+
+        Raises:
+            FileNotFoundError: no such run (names what was looked for and how the runs found differ).
+        """
+        experiment = experiment or self.experiment
+        same_data = get_experiment(experiment).problem == get_experiment(self.experiment).problem
+        data = {"train": self.train.key, "val": self.val.key} if same_data else None
+        return find_run(self.out_root, experiment, self.config(experiment, overrides).to_dict(), data)
 
     def save(self, fig, name: str):
         """Write ``fig`` to this profile's figure folder as ``name.png`` and return it (to display it)."""
@@ -95,29 +142,44 @@ class Session:
 
 
 def setup(
-    problem: str,
+    experiment: str,
+    *,
     data_root: str = "",
     profile: str = "demo",
     seed: int = 0,
+    data_seed: int = 0,
     out_dir: str = "",
     device: str = "auto",
     force: bool = False,
     fast_dev_run: bool = False,
+    overrides: dict | None = None,
 ) -> Session:
-    """Resolve or generate the data of ``problem`` (``"p1"`` or ``"p2"``), decode it, and return a Session.
+    """Resolve or generate the data of ``experiment``'s problem, decode it, and return a Session.
 
-    ``fast_dev_run`` caps every training (see the module docstring) and sends runs and figures to the
-    profile's ``-fastdev`` folders.
+    Args:
+        experiment: a registered experiment (:mod:`hw1lib.experiments`): the notebook's own.
+        data_root: the real data root, or ``""`` for the profile's generated stand-in.
+        profile: ``smoke``, ``demo`` or ``full``.
+        seed: the training seed (weights, shuffling, augmentation); part of the run's name.
+        data_seed: the stand-in's content seed (ignored for real data); 0 is the profile's stand-in.
+        out_dir: the folder of run folders (``""``: ``runs/<profile>``).
+        device: ``auto``, ``cpu``, ``cuda``...
+        force: retrain even when a finished run with identical parameters exists.
+        fast_dev_run: cap every training (see the module docstring) and use the profile's ``-fastdev`` folders.
+        overrides: fields of the experiment's recipe to change (``{"lr": 1e-3, "augment.flip": False}``),
+            checked here, before any data is generated.
 
     Raises:
-        ValueError: an unknown problem.
+        ValueError: an unknown experiment, profile, override key or a value of the wrong type.
         FileNotFoundError: the data root does not hold the problem's folders (names what was looked for).
     """
-    if problem not in _LOADERS:
-        raise ValueError(f"unknown problem {problem!r}; valid: {sorted(_LOADERS)}")
-    root = prepare_data_root(data_root, profile, seed)
-    train, val = _LOADERS[problem](root)
+    spec = get_experiment(experiment)
+    overrides = dict(overrides or {})
+    get_config(experiment, profile, fast_dev_run=fast_dev_run, **overrides)  # a typo fails before the data
+    root = prepare_data_root(data_root, profile, data_seed)
+    train, val = spec.loader(root)
     return Session(
+        experiment=experiment,
         root=root,
         train=train,
         val=val,
@@ -128,4 +190,6 @@ def setup(
         seed=seed,
         force=force,
         fast_dev_run=fast_dev_run,
+        overrides=overrides,
+        data_seed=data_seed,
     )

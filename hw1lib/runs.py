@@ -1,10 +1,11 @@
-"""The run folder: its one owner. Naming, the "latest" pointer, every file written in it and read from it.
+"""The run folder: its one owner. Naming, finding the run of a recipe, every file written in it and read from it.
 
 A run folder is ``<out_root>/<experiment>-<hash>``, the hash taken over everything that decides the
 result (configuration, data fingerprints, resolved precision), so a finished run with identical
 parameters is reused and a changed parameter trains into a new folder. Its files:
 
-    params.json          the parameters (hashed) plus data folders, environment, world size (not hashed)
+    params.json          the parameters (hashed) plus data folders, environment, world size and the recipe
+                         (experiment, profile, overrides, label) the run was asked as (not hashed)
     history.csv          one row per finished epoch (rewritten after every epoch)
     metrics.json         written once at the end: best/final metrics, wall time, stop reason
     last.pt              full training state after the last finished epoch (the resume point)
@@ -14,9 +15,11 @@ parameters is reused and a changed parameter trains into a new folder. Its files
     masks/epoch_NNN.npz  their predicted class maps at every epoch
     embeddings.npz       PCA / t-SNE projections cached by the report (classification)
 
-and ``<out_root>/<experiment>.latest.json`` points at the run the last ``fit`` of that experiment
-trained or reused. No other module spells these names: the engine writes through :class:`RunFolder`,
-the notebooks, the report and the grader read through :class:`Run` and :func:`latest_checkpoint`.
+The notebooks and the report find "their" run with :func:`find_run`: the finished run whose stored
+configuration equals the one their recipe resolves to (profile, overrides, seed), never merely the newest,
+so a side experiment trained with other parameters never replaces it. No other module spells these names:
+the engine writes through :class:`RunFolder`, the notebooks, the report and the grader read through
+:class:`Run`, :func:`find_run` and :func:`latest_checkpoint`.
 """
 
 from __future__ import annotations
@@ -156,26 +159,50 @@ class RunFolder:
             return None, f"{error}; moved it to {aside.name} and started this run over from epoch 1"
 
 
-def set_latest(out_root: str | Path, name: str, folder: RunFolder) -> None:
-    """Point ``<out_root>/<name>.latest.json`` at ``folder``."""
-    save_json({"run_dir": folder.path.name}, Path(out_root) / f"{name}.latest.json")
-
-
-def current_run(out_root: str | Path, name: str) -> Path:
-    """The run folder that the last ``fit`` of ``name`` in ``out_root`` trained or reused.
+def find_run(out_root: str | Path, experiment: str, config: dict | None = None, data: dict | None = None) -> Run:
+    """The finished run of ``experiment`` in ``out_root`` trained with exactly ``config`` (a
+    ``TrainConfig.to_dict()``), on ``data`` (``{"train": key, "val": key}``) when given; the newest when
+    several match (e.g. other data folders). ``config=None`` takes the newest finished run of any config.
 
     Raises:
-        FileNotFoundError: no such run yet, or it did not finish (names the file that was looked for).
+        FileNotFoundError: no such run; names the folder, the experiment, and what the finished runs of that
+            experiment there differ in, so a user sees whether the recipe or the parameters are wrong.
     """
-    pointer = Path(out_root) / f"{name}.latest.json"
-    if not pointer.exists():
-        raise FileNotFoundError(f"no finished run of {name} in {out_root} (expected {pointer}); run its notebook first")
-    folder = RunFolder(Path(out_root) / json.loads(pointer.read_text())["run_dir"])
-    if not folder.is_finished():
-        raise FileNotFoundError(
-            f"{folder.file('metrics')} is missing: the training did not finish; run its notebook again"
-        )
-    return folder.path
+    wanted = json.loads(json.dumps(config)) if config is not None else None
+    matches, others = [], []
+    for params_file in sorted(Path(out_root).glob(f"{experiment}-*/{PARAMS}")):
+        folder = RunFolder(params_file.parent)
+        if folder.name != experiment or not folder.is_finished():
+            continue
+        try:
+            params = json.loads(params_file.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if wanted is not None and params.get("config") != wanted:
+            others.append((folder.path.name, params.get("config", {})))
+        elif data is not None and params.get("data") != data:
+            others.append((folder.path.name, {"data": params.get("data")}))
+        else:
+            matches.append((folder.file("metrics").stat().st_mtime, folder.path))
+    if matches:
+        return load_run(max(matches)[1])
+    looked = f"no finished run of {experiment} in {out_root}"
+    if wanted is not None:
+        looked += f" with the configuration asked for (seed {wanted.get('seed')})"
+    if not others:
+        raise FileNotFoundError(f"{looked}; train it first (its notebook, or `hw1 train {experiment}`)")
+    differences = "; ".join(f"{name} differs in {_differing(wanted or {}, found)}" for name, found in others[:5])
+    raise FileNotFoundError(
+        f"{looked}: {differences}. Train it (its notebook, or `hw1 train {experiment}` with the same profile, "
+        "--set overrides and --seed), or pass the parameters it was trained with"
+    )
+
+
+def _differing(wanted: dict, found: dict) -> str:
+    """``lr (0.001 here, 0.002 asked)``, for the keys two configs differ in (at most four named)."""
+    keys = sorted(k for k in set(wanted) | set(found) if wanted.get(k) != found.get(k))
+    text = ", ".join(f"{k} ({found.get(k)!r} here, {wanted.get(k)!r} asked)" for k in keys[:4])
+    return text + (f" and {len(keys) - 4} more" if len(keys) > 4 else "")
 
 
 def latest_checkpoint(task: str, root: Path | None = None) -> Path:
@@ -310,11 +337,6 @@ def load_run(run_dir: str | Path) -> Run:
         metrics=json.loads(folder.file("metrics").read_text()),
         history=pd.read_csv(folder.file("history")),
     )
-
-
-def load_current(out_root: str | Path, name: str) -> Run:
-    """The run that the last notebook execution of ``name`` trained or reused in ``out_root``."""
-    return load_run(current_run(out_root, name))
 
 
 def early_middle_final(epochs: list[int]) -> list[int]:

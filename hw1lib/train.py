@@ -18,11 +18,10 @@ import os
 from torch.distributed.elastic.multiprocessing.errors import record
 
 from hw1lib import distributed
-from hw1lib.config import EXPERIMENTS, get_config
-from hw1lib.data import load_problem1, load_problem2, prepare_data_root
+from hw1lib.config import get_config, recipe_record
+from hw1lib.data import prepare_data_root
+from hw1lib.experiments import get_experiment
 from hw1lib.runs import default_out_root
-
-_LOADERS = {"p1": load_problem1, "p2": load_problem2}
 
 #: test hook (environment variable): rank 1 exits with status 1 at the start of this epoch (2 or later), after
 #: every rank finished the epoch before; lets the tests kill a rank mid-run at a known point
@@ -37,36 +36,42 @@ def train_experiment(
     device: str = "auto",
     seed: int = 0,
     fast_dev_run: bool = False,
+    overrides: dict | None = None,
+    data_seed: int = 0,
+    label: str | None = None,
 ) -> dict:
     """Train ``experiment`` (or reuse its finished run) exactly as its notebook would, on one or several processes.
 
     Args:
-        experiment: ``p1_model_a``, ``p1_model_b``, ``p2_model_a`` or ``p2_model_b``.
+        experiment: a registered experiment (:mod:`hw1lib.experiments`), e.g. ``p1_model_a``.
         profile: ``smoke``, ``demo`` or ``full``.
         data: the real data root, or ``""`` for the profile's generated stand-in.
         out_dir: the folder of run folders, or ``""`` for the notebooks' default (``runs/<profile>``, or
             ``runs/<profile>-fastdev`` for a fast dev run).
         device: ``auto``, ``cpu``, ``cuda`` (``cuda:LOCAL_RANK`` under torchrun) or ``cuda:N``.
-        seed: the run's seed (the notebooks' ``seed`` parameter).
+        seed: the run's training seed (the notebooks' ``seed`` parameter).
         fast_dev_run: cap epochs and batches (:data:`hw1lib.config.FAST_DEV_RUN`).
+        overrides: recipe fields to change (``{"lr": 1e-3, "augment.flip": False}``; the notebooks'
+            ``overrides``): a new run folder, named by the changed configuration.
+        data_seed: the stand-in's content seed (the notebooks' ``data_seed``); ignored for real data.
+        label: a short name recorded in ``params.json`` (``hw1 train --name``), not part of the run's name.
 
     Returns:
         :func:`hw1lib.fit.fit`'s result (rank 0's on every rank).
 
     Raises:
-        ValueError: an unknown experiment or profile, an unusable device, or a batch size the processes
-            cannot share evenly.
+        ValueError: an unknown experiment, profile or override, an unusable device, or a batch size the
+            processes cannot share evenly.
     """
-    if experiment not in EXPERIMENTS:
-        raise ValueError(f"unknown experiment {experiment!r}; valid: {list(EXPERIMENTS)}")
-    config = get_config(experiment, profile, fast_dev_run=fast_dev_run, seed=seed)
+    spec = get_experiment(experiment)
+    config = get_config(experiment, profile, fast_dev_run=fast_dev_run, **{**(overrides or {}), "seed": seed})
     from hw1lib.fit import fit  # after the argument checks: importing the models takes a while
 
     joined = not distributed.is_distributed()  # leave at the end only a process group this call joined
     try:
         resolved = distributed.setup(device)
         distributed.check_batch_size(config.batch_size)  # before loading anything
-        train, val = _load(experiment[:2], data, profile, seed)
+        train, val = _load(spec.loader, data, profile, data_seed)
         out_root = default_out_root(out_dir, profile, fast_dev_run)
         if distributed.is_main():
             group = distributed.backend() or "no process group"
@@ -83,6 +88,7 @@ def train_experiment(
             device=str(resolved),
             progress=distributed.is_main(),
             on_epoch_end=_die_at_epoch_hook(),
+            recipe=recipe_record(experiment, profile, config, fast_dev_run, label),
         )
     except BaseException as error:
         # no clean-up here: leaving a group whose peer died can block; the process exits and torchrun stops the rest
@@ -108,14 +114,14 @@ def summary(result: dict) -> str:
     )
 
 
-def _load(problem: str, data: str, profile: str, seed: int):
+def _load(loader, data: str, profile: str, data_seed: int):
     """The problem's data, rank 0 first: it generates a missing stand-in and fills the decode cache, which the
     other ranks then read (each rank holds the whole data set on its device)."""
     if distributed.is_main():
-        loaded = _LOADERS[problem](prepare_data_root(data, profile, seed))
+        loaded = loader(prepare_data_root(data, profile, data_seed))
     distributed.barrier()
     if not distributed.is_main():
-        loaded = _LOADERS[problem](prepare_data_root(data, profile, seed))
+        loaded = loader(prepare_data_root(data, profile, data_seed))
     return loaded
 
 

@@ -14,12 +14,10 @@ from hw1lib.config import ADDED_LATER, EXPERIMENTS, PROFILES, TrainConfig, get_c
 from hw1lib.engine import epoch_batches, lr_factor, steps_per_epoch
 from hw1lib.runs import (
     RunFolder,
-    current_run,
     early_middle_final,
     latest_checkpoint,
     load_run,
     params_hash,
-    set_latest,
     stage_labels,
 )
 
@@ -151,18 +149,6 @@ def test_latest_checkpoint_picks_the_newest_finished_run_of_the_task(tmp_path):
     assert latest_checkpoint("classification", tmp_path) == newest.file("best")
     with pytest.raises(FileNotFoundError, match="no finished segmentation run"):
         latest_checkpoint("segmentation", tmp_path / "smoke")
-
-
-def test_current_run_follows_the_pointer_and_says_what_is_missing(tmp_path):
-    with pytest.raises(FileNotFoundError, match="p1_model_a.latest.json"):
-        current_run(tmp_path, "p1_model_a")
-    folder = finished_run(tmp_path, "p1_model_a", "classification", age_s=0)
-    set_latest(tmp_path, "p1_model_a", folder)
-    run = load_run(current_run(tmp_path, "p1_model_a"))
-    assert run.best_value == 0.5 and run.folder.name == "p1_model_a"
-    folder.file("metrics").unlink()
-    with pytest.raises(FileNotFoundError, match="did not finish"):
-        current_run(tmp_path, "p1_model_a")
 
 
 def test_start_removes_temp_files_a_killed_writer_left(tmp_path):

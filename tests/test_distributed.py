@@ -31,7 +31,7 @@ from hw1lib.engine import evaluate, even_batches
 from hw1lib.fit import fit
 from hw1lib.notebook import setup
 from hw1lib.precision import resolve_precision
-from hw1lib.runs import latest_checkpoint, load_current, stage_labels
+from hw1lib.runs import find_run, latest_checkpoint, stage_labels
 from hw1lib.tasks import build_task
 from hw1lib.train import DIE_AT_EPOCH_ENV, train_experiment
 
@@ -105,8 +105,8 @@ def p1_runs(smoke):
         single = one_process(smoke, "p1_model_a", smoke.base / "p1-one")
     return SimpleNamespace(
         job=job,
-        two=load_current(smoke.base / "p1-two", "p1_model_a"),
-        one=load_current(smoke.base / "p1-one", "p1_model_a"),
+        two=find_run(smoke.base / "p1-two", "p1_model_a"),
+        one=find_run(smoke.base / "p1-one", "p1_model_a"),
         single=single,
     )
 
@@ -171,7 +171,8 @@ def test_two_processes_match_one_process_within_tolerance(p1_runs, shared_cache)
 @pytest.mark.slow
 def test_the_notebook_reuses_the_run_the_command_trained(p1_runs, shared_cache, monkeypatch):
     monkeypatch.setattr(engine, "train_one_epoch", lambda *a, **k: pytest.fail("the notebook trained again"))
-    session = setup("p1", str(shared_cache.data), "smoke", 0, str(p1_runs.two.run_dir.parent), "cpu")
+    out_dir = str(p1_runs.two.run_dir.parent)
+    session = setup("p1_model_a", data_root=str(shared_cache.data), profile="smoke", out_dir=out_dir, device="cpu")
     run, line = session.train_experiment("p1_model_a")
     assert "(reused)" in line and run.run_dir == p1_runs.two.run_dir
 
@@ -190,7 +191,7 @@ def test_segmentation_on_two_processes_keeps_masks_and_matches_one_process(smoke
     """
     assert_ok(torchrun(smoke, "p2_model_b", smoke.base / "p2-two"))
     one_process(smoke, "p2_model_b", smoke.base / "p2-one")
-    two, one = load_current(smoke.base / "p2-two", "p2_model_b"), load_current(smoke.base / "p2-one", "p2_model_b")
+    two, one = find_run(smoke.base / "p2-two", "p2_model_b"), find_run(smoke.base / "p2-one", "p2_model_b")
     assert two.run_dir.name == one.run_dir.name and two.params["world_size"] == 2
     assert np.allclose(two.history["val_loss"], one.history["val_loss"], rtol=0.04, atol=0)
     assert np.allclose(two.history["val_miou"], one.history["val_miou"], rtol=0, atol=0.06)
@@ -231,7 +232,7 @@ def test_a_dead_rank_ends_the_job_naming_it_and_a_rerun_resumes(smoke, shared_ca
     row = pd.read_csv(folder / "history.csv").iloc[0].to_dict()
 
     resumed = one_process(smoke, "p1_model_a", out_dir)  # any world size continues the run
-    run = load_current(out_dir, "p1_model_a")
+    run = find_run(out_dir, "p1_model_a")
     assert not resumed["reused"] and run.run_dir == folder and run.history["epoch"].tolist() == [1, 2, 3]
     assert (folder / "epoch_001.pt").stat().st_mtime_ns == first  # epoch 1 was not trained again
     assert run.history.iloc[0].to_dict() == pytest.approx(row)
@@ -344,7 +345,7 @@ def test_the_distributed_code_path_with_one_rank_trains_exactly_as_one_process(t
     assert a["model"].keys() == b["model"].keys()
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     assert grouped["best_val_acc"] == plain["best_val_acc"]
-    params = load_current(tmp_path / "group", "p1_test").params
+    params = find_run(tmp_path / "group", "p1_test").params
     assert (params["world_size"], params["backend"]) == (1, "gloo")
 
 

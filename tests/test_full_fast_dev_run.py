@@ -30,10 +30,11 @@ import torch
 import hw1lib.build
 from hw1lib.build import REPORT_NOTEBOOK, TRAINING_NOTEBOOKS, build_report
 from hw1lib.cli import build_parser, main
-from hw1lib.config import EXPERIMENTS, MASK_IDS
+from hw1lib.config import MASK_IDS
 from hw1lib.data.standin import GENERATOR_VERSION, generate_standin
 from hw1lib.paths import REPO_ROOT, runs_dir
-from hw1lib.runs import default_out_root, load_current, profile_folder
+from hw1lib.report import load_experiments
+from hw1lib.runs import default_out_root, profile_folder
 from tests._helpers import plant_profile_weights
 
 NOTEBOOKS = (*TRAINING_NOTEBOOKS, REPORT_NOTEBOOK)
@@ -91,7 +92,8 @@ def test_every_notebook_has_the_parameter_and_uses_it(name):
     cells = [cell for cell in notebook.cells if "parameters" in cell.metadata.get("tags", [])]
     assert len(cells) == 1
     statements = ast.parse(cells[0].source).body
-    assert all(isinstance(s, ast.AnnAssign) and isinstance(s.value, ast.Constant) for s in statements)  # literals
+    assert all(isinstance(s, ast.AnnAssign) for s in statements)
+    assert all(isinstance(ast.literal_eval(s.value), (str, int, float, bool, dict)) for s in statements)  # literals
     fast = next(s for s in statements if s.target.id == "fast_dev_run")
     assert fast.value.value is False and "fast_dev_run: bool = False  # " in cells[0].source
     code = "\n".join(cell.source for cell in notebook.cells if cell.cell_type == "code" and cell not in cells)
@@ -99,7 +101,7 @@ def test_every_notebook_has_the_parameter_and_uses_it(name):
         assert "default_out_root(out_dir, profile, fast_dev_run)" in code
         assert "report.fast_dev_run_statement(runs, fast_dev_run)" in code
     else:
-        assert "setup(" in code and "fast_dev_run)" in code.split("setup(", 1)[1].split("\n", 1)[0]
+        assert "setup(" in code and "fast_dev_run=fast_dev_run)" in code.split("setup(", 1)[1].split(")", 1)[0] + ")"
 
 
 # ---- the full profile's fast dev run, end to end (minutes) -------------------------------------------
@@ -174,7 +176,7 @@ def full_fast_dev(request, tmp_path_factory):
         (kept / "last_timings.json").write_text(
             json.dumps({"phases": phases, "notebooks": timings, "standin_reused": summary["reused"]}, indent=2)
         )
-        runs = {name: load_current(base / "runs" / "full-fastdev", name) for name in EXPERIMENTS}
+        runs = load_experiments(base / "runs" / "full-fastdev", profile="full", fast_dev_run=True)
         yield {"base": base, "standin": standin, "planted": planted, "written": written, "runs": runs}
 
 

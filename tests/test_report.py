@@ -17,9 +17,9 @@ import nbformat
 import pytest
 
 from hw1lib.build import ReportError, _execute, _kernel_environment, build_report
-from hw1lib.config import EXPERIMENTS as EXPERIMENT_NAMES
 from hw1lib.data.standin import generate_standin
-from hw1lib.runs import load_current
+from hw1lib.experiments import EXPERIMENTS, READING_NOTEBOOKS, training_notebooks
+from hw1lib.report import load_experiments
 
 QUESTIONS = [
     "1. Architecture of model A",
@@ -51,7 +51,7 @@ def smoke_build(tmp_path_factory):
         yield {
             "base": base,
             "written": written,
-            "runs": {name: load_current(base / "runs" / "smoke", name) for name in EXPERIMENT_NAMES},
+            "runs": load_experiments(base / "runs" / "smoke", profile="smoke"),
         }
 
 
@@ -88,7 +88,8 @@ def test_executed_notebooks_and_html_are_kept_beside_the_report(smoke_build):
     assert "load_experiments(" not in report_html  # code cells are hidden in the report
     assert "Traceback" not in report_html and "Warning" not in report_html
     timings = json.loads((smoke_build["written"]["html"].parent / "timings.json").read_text())
-    assert set(timings) == {"01_p1_model_a", "02_p1_model_b", "03_p1_representations", "04_p2_model_a", "05_p2_model_b"}
+    notebooks = {e.notebook for e in EXPERIMENTS.values()} | set(READING_NOTEBOOKS)
+    assert set(timings) == set(training_notebooks()) == notebooks
 
 
 @pytest.mark.slow

@@ -8,6 +8,7 @@ import pytest
 
 from hw1lib import report
 from hw1lib.config import get_config
+from hw1lib.experiments import experiment_names
 from hw1lib.runs import Run, RunFolder
 
 
@@ -80,7 +81,7 @@ def test_implementation_details_and_departures_read_the_recipe(tmp_path):
 
 
 def test_profile_departures_list_every_experiment(tmp_path):
-    runs = {name: make_run(tmp_path, name, [0.3]) for name in ("p1_model_a", "p1_model_b", "p2_model_a", "p2_model_b")}
+    runs = {name: make_run(tmp_path, name, [0.3]) for name in experiment_names()}
     text = report.profile_departures_text(runs, "demo")
     for name in runs:
         assert f"**{name}**" in text

@@ -2,7 +2,7 @@
 
 Typical use (what the notebooks do)::
 
-    root = prepare_data_root(data_root="", profile="demo")   # "" = generate/use the stand-in
+    root = prepare_data_root(data_root="", profile="demo")   # "" = generate/use the stand-in (data_seed 0)
     train, val = load_problem1(root)
 """
 
@@ -26,24 +26,33 @@ __all__ = [
     "load_problem2",
     "load_segmentation_folder",
     "prepare_data_root",
+    "standin_folder",
 ]
 
 
-def prepare_data_root(data_root: str | Path = "", profile: str = "demo", seed: int = 0) -> DataRoot:
+def prepare_data_root(data_root: str | Path = "", profile: str = "demo", data_seed: int = 0) -> DataRoot:
     """Resolve the user's data root, or generate (once) the stand-in of the profile's size when it is empty.
 
     Args:
         data_root: a real data folder (any of the layouts :func:`find_data_root` accepts), or ``""``.
         profile: ``smoke``/``demo``/``full``: the stand-in size when ``data_root`` is empty.
-        seed: the stand-in's seed.
+        data_seed: the stand-in's content seed (ignored for real data). It is not the training ``seed``: a
+            second training seed trains on the same data. Each data seed has its own folder
+            (:func:`standin_folder`), so changing it never meets "a different stand-in" in the folder.
     """
     if str(data_root).strip():
         return find_data_root(data_root)
     from hw1lib.data.standin import generate_standin  # only needed when no real data is given
 
-    out = standin_dir(profile)
-    generate_standin(out, size=profile, seed=seed)
+    out = standin_folder(profile, data_seed)
+    generate_standin(out, size=profile, seed=data_seed)
     return find_data_root(out)
+
+
+def standin_folder(profile: str, data_seed: int = 0) -> Path:
+    """``data/standin-<profile>`` for the default data seed 0, ``data/standin-<profile>-seed<N>`` otherwise."""
+    out = standin_dir(profile)
+    return out if data_seed == 0 else out.with_name(f"{out.name}-seed{data_seed}")
 
 
 def data_source(where: DataRoot | str | Path) -> str:

@@ -11,52 +11,134 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hw1lib.config import EXPERIMENTS
+from hw1lib.config import format_overrides, get_config, has_recipe, recipe_diff
 from hw1lib.data import data_source
 from hw1lib.data.palette import CLASS_NAMES, SCORED_CLASSES
+from hw1lib.experiments import experiment_names, get_experiment
+from hw1lib.experiments import label as experiment_label
 from hw1lib.io import git_commit
-from hw1lib.runs import Run, count_parameters, load_current
-
-#: the reference report's validation numbers and the course pass marks (the course's homework sheet)
-REFERENCE = {
-    "p1_model_a": {
-        "problem": "P1",
-        "role": "model A",
-        "metric": "accuracy",
-        "reference": 0.62,
-        "pass_simple": 0.75,
-        "pass_strong": 0.86,
-    },
-    "p1_model_b": {
-        "problem": "P1",
-        "role": "model B",
-        "metric": "accuracy",
-        "reference": 0.88,
-        "pass_simple": 0.75,
-        "pass_strong": 0.86,
-    },
-    "p2_model_a": {
-        "problem": "P2",
-        "role": "model A",
-        "metric": "mIoU",
-        "reference": 0.57,
-        "pass_simple": 0.69,
-        "pass_strong": 0.73,
-    },
-    "p2_model_b": {
-        "problem": "P2",
-        "role": "model B",
-        "metric": "mIoU",
-        "reference": 0.73,
-        "pass_simple": 0.69,
-        "pass_strong": 0.73,
-    },
-}
+from hw1lib.runs import Run, count_parameters, find_run
 
 
-def load_experiments(out_root: str | Path) -> dict[str, Run]:
-    """The current run of each of the four experiments in ``out_root`` (raises if one is missing)."""
-    return {name: load_current(out_root, name) for name in EXPERIMENTS}
+def load_experiments(
+    out_root: str | Path,
+    profile: str = "demo",
+    overrides: dict[str, dict] | None = None,
+    seed: int = 0,
+    fast_dev_run: bool = False,
+    experiments: list[str] | None = None,
+) -> dict[str, Run]:
+    """The run of each experiment's recipe in ``out_root``: the finished run whose stored configuration is
+    ``get_config(experiment, profile, fast_dev_run, **overrides[experiment], seed=seed)`` (the newest if several,
+    e.g. other data folders); a run trained later with other parameters never replaces it.
+
+    Args:
+        out_root: the folder of run folders.
+        profile: the recipes' profile.
+        overrides: per experiment, the recipe fields its notebook was given (``{"p1_model_a": {"lr": 1e-3}}``).
+        seed: the training seed the notebooks were given.
+        fast_dev_run: whether the notebooks ran capped.
+        experiments: which (default: every registered experiment with a recipe under ``profile``).
+
+    Raises:
+        ValueError: overrides for an experiment that is not registered, or an invalid override.
+        FileNotFoundError: an experiment without such a run (names what was looked for).
+    """
+    overrides = dict(overrides or {})
+    unknown = sorted(set(overrides) - set(experiment_names()))
+    if unknown:
+        raise ValueError(f"overrides for unknown experiments {unknown}; valid: {experiment_names()}")
+    names = experiments if experiments is not None else [n for n in experiment_names() if has_recipe(n, profile)]
+    runs = {}
+    for name in names:
+        config = get_config(name, profile, fast_dev_run=fast_dev_run, **{**overrides.get(name, {}), "seed": seed})
+        runs[name] = find_run(out_root, name, config.to_dict())
+    return runs
+
+
+def run_profile(run: Run) -> str:
+    """The profile ``run`` was trained under: its recorded recipe, else its run folder's parent folder's name
+    (``runs/<profile>``, ``runs/<profile>-fastdev``)."""
+    recorded = run.params.get("recipe") or {}
+    return recorded.get("profile") or run.run_dir.parent.name.removesuffix("-fastdev")
+
+
+def run_overrides(run: Run) -> dict[str, object]:
+    """The fields of ``run``'s configuration that differ from its experiment's recipe (seed excluded).
+
+    A run whose profile or experiment has no recipe (e.g. trained from Python into another folder) reports
+    nothing rather than failing: the report shows its configuration anyway.
+    """
+    try:
+        return recipe_diff(run.folder.name, run_profile(run), run.config)
+    except ValueError:
+        return {}
+
+
+def recipe_line(experiment: str, profile: str, config: dict) -> str:
+    """One Markdown line for under a recipe table: the overrides of the ``profile`` recipe in force, or none."""
+    diff = recipe_diff(experiment, profile, config)
+    seed = f"seed {config.get('seed', 0)}"
+    what = f"**Recipe:** `{profile}`'s recipe of {experiment_label(experiment)}"
+    if not diff:
+        return f"{what}, unchanged ({seed})."
+    return f"{what} **with overrides** `{format_overrides(diff)}` ({seed})."
+
+
+def overrides_text(runs: dict[str, Run]) -> str:
+    """A line for under the results table naming every run trained with overrides of its recipe; ``""`` if none."""
+    changed = {name: run_overrides(run) for name, run in runs.items()}
+    changed = {name: diff for name, diff in changed.items() if diff}
+    seeds = sorted({run.config.get("seed", 0) for run in runs.values()})
+    parts = [f"{experiment_label(name)}: `{format_overrides(diff)}`" for name, diff in changed.items()]
+    text = ("**Overrides of the recipes:** " + "; ".join(parts) + ". ") if parts else ""
+    return text + (f"Training seed {', '.join(map(str, seeds))}." if seeds != [0] else "")
+
+
+def label_of(run: Run) -> str:
+    """The registry's label of ``run``'s experiment (``"P1 model A"``), or its folder's experiment name."""
+    try:
+        return experiment_label(run.folder.name)
+    except ValueError:
+        return run.folder.name
+
+
+def figure_title(run: Run, what: str = "") -> str:
+    """``"P1 model A (VGG-like CNN): learning curves"``: a title from the registry's and the model's labels."""
+    from hw1lib.models import model_label
+
+    text = f"{label_of(run)} ({model_label(run.config['model'])})"
+    return f"{text}: {what}" if what else text
+
+
+def confused_pair_list(pairs: pd.DataFrame, k: int = 3) -> list[tuple[int, int]]:
+    """The first ``k`` (true class, predicted class) pairs of :func:`confused_pairs`, for the example figure."""
+    return list(zip(pairs["true class"], pairs["predicted as"]))[:k]
+
+
+def tsne_panels(embeddings: dict) -> dict[str, np.ndarray]:
+    """``{"epoch 3": points, ...}``: the t-SNE planes of ``features.representations`` as figure panels."""
+    return {f"epoch {e}": points for e, points in embeddings["tsne"].items()}
+
+
+def stage_columns(run: Run, epochs: list[int]) -> dict[str, tuple[Run, int]]:
+    """``{"epoch 3 (middle)": (run, 3), ...}``: the columns of a mask figure over one run's epochs."""
+    from hw1lib.runs import stage_labels
+
+    return {text: (run, epoch) for epoch, text in stage_labels(epochs).items()}
+
+
+def mask_columns(columns: dict[str, tuple[Run, int]]) -> tuple[dict, dict, dict]:
+    """The arrays of a mask figure (``viz.plot_kept_masks``): the kept inputs and ground truths (of the first
+    column's run) and, per column title, the predicted masks of a run at an epoch, keyed by validation id."""
+    images = truths = None
+    masks = {}
+    for title, (run, epoch) in columns.items():
+        run_images, run_truths, predictions = run.kept_masks([epoch])
+        if images is None:
+            images, truths = run_images, run_truths
+        masks[title] = predictions[epoch]
+    return images or {}, truths or {}, masks
 
 
 def data_source_of(run: Run) -> str:
@@ -128,20 +210,21 @@ def data_statement(runs: dict[str, Run]) -> str:
 
 
 def results_table(runs: dict[str, Run]) -> pd.DataFrame:
-    """All four models: our best validation score beside the reference report's and the pass marks."""
+    """Every experiment's best validation score beside the reference report's and the course's pass marks (from
+    the registry, :mod:`hw1lib.experiments`)."""
     rows = []
     for name, run in runs.items():
-        ref = REFERENCE[name]
+        ref = get_experiment(name)
         rows.append(
             {
-                "problem": ref["problem"],
-                "": ref["role"],
+                "problem": ref.problem.upper(),
+                "": ref.role or ref.label,
                 "model": run.config["model"],
                 "weights": weights_label(run.metrics["weights_source"]),
-                "metric": ref["metric"],
+                "metric": ref.metric_label,
                 "this run": round(run.best_value, 4),
-                "reference report": ref["reference"],
-                "pass (simple / strong)": f"{ref['pass_simple']} / {ref['pass_strong']}",
+                "reference report": "" if ref.reference is None else ref.reference,
+                "pass (simple / strong)": f"{ref.pass_simple} / {ref.pass_strong}",
                 "epochs": run.metrics["final_epoch"],
                 "train time": _duration(run.metrics["train_seconds"]),
             }
@@ -246,9 +329,10 @@ def implementation_details(run: Run) -> pd.DataFrame:
         "checkpoint kept": f"best validation accuracy (epoch {run.metrics['best_epoch']})",
         "precision": _precision_text(run.params.get("precision", "fp32")),
         "seed": c["seed"],
+        "overrides of the recipe": format_overrides(run_overrides(run)) or "none",
         "device": run.params["environment"]["device"],
     }
-    return pd.DataFrame({"setting": rows}).rename_axis("model A")
+    return pd.DataFrame({"setting": rows}).rename_axis(label_of(run))
 
 
 def _precision_text(precision: str) -> str:

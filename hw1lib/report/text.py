@@ -10,7 +10,7 @@ import warnings
 
 import numpy as np
 
-from hw1lib.config import DEMO_DEPARTURES, FULL_DEPARTURES
+from hw1lib.config import DEMO_DEPARTURES, FULL_DEPARTURES, format_overrides
 from hw1lib.data.palette import CLASS_NAMES, SCORED_CLASSES
 from hw1lib.runs import Run
 
@@ -31,6 +31,20 @@ def neighbour_accuracy(points: np.ndarray, labels: np.ndarray, k: int = 5, folds
     with warnings.catch_warnings():  # tiny (smoke) sets have few samples per class; the number stays valid
         warnings.simplefilter("ignore", UserWarning)
         return float(cross_val_score(KNeighborsClassifier(n_neighbors=k), points, labels, cv=splitter).mean())
+
+
+def tsne_neighbour_accuracy(embeddings: dict) -> dict[int, float]:
+    """:func:`neighbour_accuracy` of the labels in each epoch's t-SNE plane of ``features.representations``."""
+    return {e: neighbour_accuracy(points, embeddings["labels"]) for e, points in embeddings["tsne"].items()}
+
+
+def separation_table(embeddings: dict):
+    """The 5-NN accuracy of the labels in the PCA plane and in each t-SNE plane, as a one-column table."""
+    import pandas as pd
+
+    values = {"PCA (best epoch)": neighbour_accuracy(embeddings["pca"], embeddings["labels"])}
+    values.update({f"t-SNE epoch {e}": v for e, v in tsne_neighbour_accuracy(embeddings).items()})
+    return pd.Series(values, name="5-NN accuracy in 2-D").round(3).to_frame()
 
 
 def compare_sentence(name_a: str, value_a: float, name_b: str, value_b: float, metric: str) -> str:
@@ -70,10 +84,19 @@ def _departures(name: str, profile: str) -> list[str]:
     return [f"the `{profile}` profile shrinks every size to prove the pipeline in seconds; its numbers mean nothing"]
 
 
+def _overrides_item(run: Run) -> list[str]:
+    """``["overrides of this run: `lr=0.001`"]`` when the run departs from its profile's recipe, else ``[]``."""
+    from hw1lib.report.tables import run_overrides
+
+    diff = run_overrides(run)
+    return [f"**overrides of the recipe in this run**: `{format_overrides(diff)}`"] if diff else []
+
+
 def departures_text(run: Run, profile: str) -> str:
-    """Where the run's recipe departs from the reference report's (and, in ``demo``, from ``full``), as a list."""
+    """Where the run's recipe departs from the reference report's (and, in ``demo``, from ``full``), as a list,
+    with the overrides the run was trained with first."""
     return "Read from the run's resolved parameters. Departures from the reference recipe:\n\n" + "\n".join(
-        f"- {d}" for d in _departures(run.folder.name, profile)
+        f"- {d}" for d in _overrides_item(run) + _departures(run.folder.name, profile)
     )
 
 
@@ -88,7 +111,7 @@ def profile_departures_text(runs: dict[str, Run], profile: str) -> str:
     }.get(profile, f"The `{profile}` profile:")
     blocks = [intro]
     for name, run in runs.items():
-        items = "\n".join(f"  - {d}" for d in _departures(name, profile))
+        items = "\n".join(f"  - {d}" for d in _overrides_item(run) + _departures(name, profile))
         blocks.append(f"- **{name}** (`{run.config['model']}`):\n{items}")
     return "\n".join(blocks)
 

@@ -12,7 +12,8 @@ Submodules:
 - ``curves``: :func:`plot_history`, training curves with the best validation epoch.
 - ``confusion``: :func:`plot_confusion_matrix`, :func:`plot_confusion_matrices` (side by side).
 - ``scores``: :func:`plot_class_scores` (per-class accuracy or IoU bars), :func:`plot_confused_examples`.
-- ``masks``: :func:`overlay_mask`, :func:`plot_mask_grid`, :func:`plot_overlay`.
+- ``masks``: :func:`overlay_mask`, :func:`plot_mask_grid`, :func:`plot_kept_masks` (masks keyed by id),
+  :func:`plot_overlay`.
 - ``embeddings``: :func:`class_colors`, :func:`plot_embeddings`.
 - ``architecture``: :func:`trace_architecture` and :func:`plot_architecture` (model block diagrams).
 """
@@ -24,7 +25,7 @@ from hw1lib.viz.architecture import KIND_COLORS, plot_architecture, trace_archit
 from hw1lib.viz.confusion import plot_confusion_matrices, plot_confusion_matrix
 from hw1lib.viz.curves import plot_history
 from hw1lib.viz.embeddings import class_colors, plot_embeddings
-from hw1lib.viz.masks import overlay_mask, plot_mask_grid, plot_overlay
+from hw1lib.viz.masks import overlay_mask, plot_kept_masks, plot_mask_grid, plot_overlay
 from hw1lib.viz.scores import plot_class_scores, plot_confused_examples
 from hw1lib.viz.style import legible, save_figure
 
@@ -42,6 +43,7 @@ __all__ = [
     "plot_confusion_matrix",
     "plot_embeddings",
     "plot_history",
+    "plot_kept_masks",
     "plot_mask_grid",
     "plot_overlay",
     "save_figure",

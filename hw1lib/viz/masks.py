@@ -132,3 +132,30 @@ def plot_overlay(image: np.ndarray, class_map: np.ndarray, title: str | None = N
         ax.set_title(title)
     _class_legend(fig, ncol=4)
     return fig
+
+
+def plot_kept_masks(
+    images: Mapping[str, np.ndarray],
+    ground_truths: Mapping[str, np.ndarray],
+    columns: Mapping[str, Mapping[str, np.ndarray]],
+    title: str | None = None,
+) -> Figure:
+    """:func:`plot_mask_grid` from masks keyed by validation id (what a run keeps, ``Run.kept_masks``).
+
+    Why: the notebooks and the report assembled the same per-id lists by hand; here the rows are the ids of
+    ``images`` in their order, and each column (title -> ``{id: class map}``) is read in that order.
+
+    Args:
+        images: id -> (H, W, 3) uint8 input.
+        ground_truths: id -> (H, W) class map.
+        columns: column title -> id -> (H, W) predicted class map, e.g. ``{"epoch 1 (early)": {...}}``.
+        title: figure title.
+    """
+    ids = list(images)
+    return plot_mask_grid(
+        [images[i] for i in ids],
+        [ground_truths[i] for i in ids],
+        {name: [masks[i] for i in ids] for name, masks in columns.items()},
+        ids,
+        title=title,
+    )
