@@ -386,3 +386,15 @@ def test_the_filter_make_configures_keeps_outputs_out_of_what_git_stores(tmp_pat
     target.write_text(nbformat.writes(executed))
     assert _git(tmp_path, "diff") == ""  # outputs alone are no change
     assert "trained" in target.read_text()  # the file on disk keeps them
+
+
+def test_plot_kept_masks_reads_masks_keyed_by_id_in_the_inputs_order():
+    import numpy as np
+
+    from hw1lib.viz import plot_kept_masks
+
+    images = {i: np.full((8, 8, 3), k * 40, np.uint8) for k, i in enumerate(["0013", "0062"])}
+    truths = {i: np.full((8, 8), k, np.int64) for k, i in enumerate(images)}
+    columns = {"epoch 1 (early)": {"0062": truths["0062"], "0013": truths["0013"]}}
+    fig = plot_kept_masks(images, truths, columns, title="t")
+    assert len(fig.axes) >= 6 and [ax.get_ylabel() for ax in fig.axes[::3]][:2] == ["0013", "0062"]
