@@ -164,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--set",
         nargs="+",
+        action="extend",
         default=[],
         metavar="KEY=VALUE",
         help="change recipe fields, e.g. --set lr=1e-3 epochs=20 augment.flip=false (dotted keys reach into "

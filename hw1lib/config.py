@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from hw1lib.data.classification import NUM_CLASSES as P1_NUM_CLASSES
 from hw1lib.data.palette import NUM_CLASSES as P2_NUM_CLASSES
 from hw1lib.experiments import EXPERIMENTS as _REGISTRY
+from hw1lib.experiments import get_experiment
 
 
 @dataclass
@@ -302,8 +303,6 @@ def register_recipe(experiment: str, profile: str, recipe: dict) -> None:
     Raises:
         ValueError: an unknown profile or experiment, or a field ``TrainConfig`` does not have.
     """
-    from hw1lib.experiments import get_experiment
-
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; valid: {list(PROFILES)}")
     get_experiment(experiment)
@@ -462,6 +461,18 @@ def parse_overrides(items: list[str]) -> dict[str, object]:
         if not sep or not key.strip():
             raise ValueError(f"--set takes KEY=VALUE items (e.g. lr=1e-3 augment.flip=false), not {item!r}")
         overrides[key.strip()] = parse_value(text.strip())
+    return overrides
+
+
+def without_seed(overrides: dict[str, object] | None) -> dict[str, object]:
+    """``overrides`` for a recipe whose seed is given on its own (``--seed``, the notebooks' ``seed``).
+
+    Raises:
+        ValueError: ``seed`` among the overrides, where it would silently lose to (or fight) the seed parameter.
+    """
+    overrides = dict(overrides or {})
+    if "seed" in overrides:
+        raise ValueError("the seed is not an override: pass it on its own (--seed N, SEED=N, a notebook's `seed`)")
     return overrides
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hw1lib.config import FAST_DEV_RUN, TrainConfig, get_config, recipe_record
+from hw1lib.config import FAST_DEV_RUN, TrainConfig, get_config, recipe_record, without_seed
 from hw1lib.data import DataRoot, data_source, prepare_data_root
 from hw1lib.experiments import get_experiment
 from hw1lib.paths import figures_dir
@@ -133,6 +133,17 @@ class Session:
         data = {"train": self.train.key, "val": self.val.key} if same_data else None
         return find_run(self.out_root, experiment, self.config(experiment, overrides).to_dict(), data)
 
+    def found_runs(self, *experiments: str) -> dict[str, Run]:
+        """``{experiment: run}`` of those ``experiments`` whose run (:meth:`current`) exists, in the order given:
+        a side-by-side table shows what is there instead of failing on a run that was trained with overrides."""
+        runs = {}
+        for experiment in experiments:
+            try:
+                runs[experiment] = self.current(experiment)
+            except FileNotFoundError:
+                continue
+        return runs
+
     def save(self, fig, name: str):
         """Write ``fig`` to this profile's figure folder as ``name.png`` and return it (to display it)."""
         from hw1lib.viz import save_figure
@@ -174,7 +185,7 @@ def setup(
         FileNotFoundError: the data root does not hold the problem's folders (names what was looked for).
     """
     spec = get_experiment(experiment)
-    overrides = dict(overrides or {})
+    overrides = without_seed(overrides)
     get_config(experiment, profile, fast_dev_run=fast_dev_run, **overrides)  # a typo fails before the data
     root = prepare_data_root(data_root, profile, data_seed)
     train, val = spec.loader(root)

@@ -18,7 +18,7 @@ import os
 from torch.distributed.elastic.multiprocessing.errors import record
 
 from hw1lib import distributed
-from hw1lib.config import get_config, recipe_record
+from hw1lib.config import get_config, recipe_record, without_seed
 from hw1lib.data import prepare_data_root
 from hw1lib.experiments import get_experiment
 from hw1lib.runs import default_out_root
@@ -64,7 +64,7 @@ def train_experiment(
             processes cannot share evenly.
     """
     spec = get_experiment(experiment)
-    config = get_config(experiment, profile, fast_dev_run=fast_dev_run, **{**(overrides or {}), "seed": seed})
+    config = get_config(experiment, profile, fast_dev_run=fast_dev_run, **{**without_seed(overrides), "seed": seed})
     from hw1lib.fit import fit  # after the argument checks: importing the models takes a while
 
     joined = not distributed.is_distributed()  # leave at the end only a process group this call joined

@@ -177,10 +177,10 @@ def test_overrides_reach_nested_fields_and_name_what_is_valid():
             get_config("p1_model_a", "smoke", **{key: value})
 
 
-def test_a_bad_override_on_the_command_line_is_one_line_and_exit_2(capsys):
-    for item, expected in [("lrr=1", "valid: "), ("epochs=many", "epochs must be int")]:
+def test_a_bad_override_on_the_command_line_is_one_line_and_exit_2(capfd):
+    for item, expected in [("lrr=1", "valid: "), ("epochs=many", "epochs must be int"), ("seed=1", "--seed N")]:
         assert main(["train", "p1_model_a", "--profile", "smoke", "--set", item]) == 2
-        err = capsys.readouterr().err
+        err = capfd.readouterr().err
         assert err.count("\n") == 1 and err.startswith("hw1 train: error: ") and expected in err
 
 
@@ -224,6 +224,7 @@ def test_a_later_side_run_with_other_parameters_replaces_nothing(trained, tiny):
     changed = {"lr": 0.01, "augment.flip": False}
     with_overrides = setup(tiny, data_root=data, profile="smoke", out_dir=str(out), device="cpu", overrides=changed)
     assert with_overrides.current().params["recipe"]["label"] == "lr-sweep"
+    assert list(with_overrides.found_runs("p1_model_a", tiny)) == [tiny]  # no model A run here: left out
     assert "with overrides** `augment.flip=false lr=0.01`" in with_overrides.recipe_line()
     by_report = report.load_experiments(out, "smoke", overrides={tiny: changed}, experiments=[tiny])
     assert by_report[tiny].run_dir == with_overrides.current().run_dir

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hw1lib.config import format_overrides, get_config, has_recipe, recipe_diff
+from hw1lib.config import format_overrides, get_config, has_recipe, recipe_diff, without_seed
 from hw1lib.data import data_source
 from hw1lib.data.palette import CLASS_NAMES, SCORED_CLASSES
 from hw1lib.experiments import experiment_names, get_experiment
@@ -51,7 +51,8 @@ def load_experiments(
     names = experiments if experiments is not None else [n for n in experiment_names() if has_recipe(n, profile)]
     runs = {}
     for name in names:
-        config = get_config(name, profile, fast_dev_run=fast_dev_run, **{**overrides.get(name, {}), "seed": seed})
+        changes = {**without_seed(overrides.get(name)), "seed": seed}
+        config = get_config(name, profile, fast_dev_run=fast_dev_run, **changes)
         runs[name] = find_run(out_root, name, config.to_dict())
     return runs
 
