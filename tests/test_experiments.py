@@ -348,6 +348,21 @@ needs_git_and_make = pytest.mark.skipif(shutil.which("git") is None or shutil.wh
 
 
 @needs_git_and_make
+def test_make_train_passes_overrides_and_the_seed_and_names_the_experiments():
+    line = next(x for x in _make_dry_run_with("train", "EXP=p1_model_a", "SET=lr=1e-3 augment.flip=false", "SEED=1"))
+    assert "-m hw1lib train p1_model_a" in line and "--seed 1" in line and "--set lr=1e-3 augment.flip=false" in line
+    assert "--set" not in next(_make_dry_run_with("train", "EXP=p1_model_a"))
+    missing = subprocess.run(["make", "-n", "train"], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert missing.returncode != 0 and "EXP is required: one of " + ", ".join(experiment_names()) in missing.stderr
+
+
+def _make_dry_run_with(target: str, *variables: str):
+    """The ``hw1lib train`` lines ``make -n TARGET VARIABLES`` would run."""
+    dry = subprocess.run(["make", "-n", target, *variables], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    return (x for x in dry.stdout.replace("\\\n", " ").splitlines() if "-m hw1lib train" in x)
+
+
+@needs_git_and_make
 def test_make_lab_runs_copies_as_root_so_git_status_stays_clean(tmp_path):
     commands = _make_dry_run("lab")
     assert commands[-1].endswith("jupyter lab --allow-root lab/")
