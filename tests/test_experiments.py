@@ -414,3 +414,11 @@ def test_plot_kept_masks_reads_masks_keyed_by_id_in_the_inputs_order():
     columns = {"epoch 1 (early)": {"0062": truths["0062"], "0013": truths["0013"]}}
     fig = plot_kept_masks(images, truths, columns, title="t")
     assert len(fig.axes) >= 6 and [ax.get_ylabel() for ax in fig.axes[::3]][:2] == ["0013", "0062"]
+
+
+@pytest.mark.skipif(shutil.which("ruff") is None and not (REPO_ROOT / ".venv" / "bin" / "ruff").exists(), reason="ruff")
+def test_notebook_code_has_no_unused_or_undefined_names():
+    ruff = shutil.which("ruff") or str(REPO_ROOT / ".venv" / "bin" / "ruff")
+    paths = [str(p) for p in NOTEBOOKS]
+    result = subprocess.run([ruff, "check", "--select", "F,I", *paths], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
