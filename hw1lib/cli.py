@@ -167,8 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="extend",
         default=[],
         metavar="KEY=VALUE",
-        help="change recipe fields, e.g. --set lr=1e-3 epochs=20 augment.flip=false (dotted keys reach into "
-        "augment and model_kwargs; values are JSON/Python literals, else strings): a new run folder",
+        help="change recipe fields, after the experiment: train p1_model_a --set lr=1e-3 epochs=20 augment.flip=false "
+        "(dotted keys reach into augment and model_kwargs; values are JSON/Python literals, else strings): a new "
+        "run folder",
     )
     p.add_argument("--seed", type=int, default=0, help="training seed (weights, shuffling, augmentation)")
     p.add_argument(
