@@ -38,8 +38,8 @@ class ReportError(RuntimeError):
 KERNEL_ENVIRONMENT = {
     progress.ENV_VAR: "text",
     # OpenMP reads it once, at process start: waiting threads sleep instead of spinning, so that a busy core
-    # beside the build slows training in proportion instead of 3-5x (benchmarks/RESULTS.md, "Thread settings
-    # under load"); results are bit-identical to the default policy
+    # beside the build slows training in proportion instead of several times over (benchmarks/RESULTS.md,
+    # "Thread settings under load"); results are bit-identical to the default policy
     "OMP_WAIT_POLICY": "PASSIVE",
 }
 
