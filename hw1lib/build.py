@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from jupyter_client.manager import AsyncKernelManager
+
 from hw1lib import progress
 from hw1lib.config import PROFILES
 from hw1lib.experiments import notebook_experiment, training_notebooks
@@ -38,10 +40,21 @@ class ReportError(RuntimeError):
 KERNEL_ENVIRONMENT = {
     progress.ENV_VAR: "text",
     # OpenMP reads it once, at process start: waiting threads sleep instead of spinning, so that a busy core
-    # beside the build slows training in proportion instead of 3-5x (benchmarks/RESULTS.md, "Thread settings
-    # under load"); results are bit-identical to the default policy
+    # beside the build slows training in proportion instead of several times over (benchmarks/RESULTS.md,
+    # "Thread settings under load"); results are bit-identical to the default policy
     "OMP_WAIT_POLICY": "PASSIVE",
 }
+
+
+class IPCKernelManager(AsyncKernelManager):
+    """A kernel manager whose kernels talk over local IPC sockets instead of TCP.
+
+    Why: over TCP every kernel warns that its traffic is unencrypted (any local user could connect to its ports),
+    once per notebook of the build; IPC sockets live in the user's own Jupyter runtime folder, so there is
+    nothing to warn about and nothing reachable from outside.
+    """
+
+    transport = "ipc"
 
 
 @contextmanager
@@ -89,6 +102,7 @@ def _execute(notebook: Path, output: Path, parameters: dict) -> None:
                 cwd=str(NOTEBOOK_DIR),
                 kernel_name="python3",
                 progress_bar=False,
+                kernel_manager_class=f"{__name__}.{IPCKernelManager.__name__}",
             )
     except pm.PapermillExecutionError as error:
         raise ReportError(

@@ -99,8 +99,8 @@ def project_tsne(features: np.ndarray, seed: int = 0, perplexity: float = 30.0, 
     tsne = TSNE(
         n_components=2, perplexity=perplexity, init="pca", learning_rate="auto", random_state=seed, max_iter=max_iter
     )
-    # one OpenMP thread: scikit-learn's Barnes-Hut threads spin-wait, and on a 2-core machine that is busy
-    # with anything else (a training kernel, a test worker) they ran 10-100x slower than one thread
+    # one OpenMP thread: scikit-learn's Barnes-Hut threads spin-wait, so on a small machine that is busy with
+    # anything else (a training kernel, a test worker) several threads run far slower than one
     with threadpool_limits(limits=1, user_api="openmp"):
         return tsne.fit_transform(features).astype(np.float32)
 

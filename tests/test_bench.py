@@ -18,8 +18,16 @@ from benchmarks.bench.__main__ import main as bench_main
 from benchmarks.bench.conventional import ConventionalSegmentationSet
 from benchmarks.bench.data_paths import images_per_pass
 from benchmarks.bench.flops import count_flops
-from benchmarks.bench.levers import Setting, lever_setting
-from benchmarks.bench.plan import bench_batch, make_plan
+from benchmarks.bench.plan import (
+    CHANNELS_LAST_BF16,
+    CHANNELS_LAST_FP32,
+    ENGINE,
+    ENGINE_COMPILED,
+    NCHW_FP32,
+    Setting,
+    bench_batch,
+    make_plan,
+)
 from benchmarks.bench.run import apply_peaks
 from benchmarks.bench.tables import markdown_table
 from benchmarks.bench.timing import matmul_peak, time_interleaved
@@ -127,15 +135,19 @@ def test_conventional_segmentation_set_transforms_image_and_mask_together(tmp_pa
     assert changed > 0  # the transforms did move pixels
 
 
-def test_lever_names_map_to_settings():
+def test_settings_resolve_against_the_recipe_and_name_themselves():
     config = get_config("p1_model_a", "demo")
-    assert lever_setting(None, config) == Setting(channels_last=True, cpu_bf16=True, compile=False)
-    assert lever_setting("NCHW, fp32", config) == Setting(False, False, False)
-    assert lever_setting("channels_last, bf16 autocast, torch.compile", config) == Setting(True, True, True)
-    assert lever_setting("engine as is, torch.compile", config).compile
-    for bad in ("channels_last", "NCHW, channels_last, fp32", "NCHW, fp16"):
-        with pytest.raises(ValueError, match="expected 'engine as is'"):
-            lever_setting(bad, config)
+    assert ENGINE.resolve(config) == Setting(channels_last=True, cpu_bf16=True, compile=False)
+    assert NCHW_FP32.resolve(config) == Setting(False, False, False)
+    assert ENGINE_COMPILED.resolve(config).compile
+    names = {s.name for s in (ENGINE, ENGINE_COMPILED, NCHW_FP32, CHANNELS_LAST_FP32, CHANNELS_LAST_BF16)}
+    assert names == {
+        "engine as is",
+        "engine as is, torch.compile",
+        "NCHW, fp32",
+        "channels_last, fp32",
+        "channels_last, bf16 autocast",
+    }
 
 
 def test_markdown_table_escapes_cell_separators():

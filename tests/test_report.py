@@ -149,3 +149,17 @@ def test_kernels_get_text_bars_and_sleeping_openmp_threads_unless_the_user_chose
     with _kernel_environment():
         assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
     assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+
+
+def test_kernels_talk_over_ipc_so_the_build_prints_no_unencrypted_tcp_warning(tmp_path, capfd):
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [
+        nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("import ipykernel, sys; print(get_ipython().kernel.session.key != b'')"),
+    ]
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(notebook, tmp_path / "quiet.ipynb")
+    _execute(tmp_path / "quiet.ipynb", tmp_path / "out.ipynb", {"x": 2})
+    captured = capfd.readouterr()
+    assert "TCP" not in captured.out + captured.err and "encryption" not in captured.out + captured.err
+    assert nbformat.read(tmp_path / "out.ipynb", as_version=4).cells[-1].outputs[0]["text"].strip() == "True"

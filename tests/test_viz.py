@@ -133,6 +133,13 @@ def test_plot_history_one_panel_per_metric_and_best_epoch(tmp_path):
     assert len(viz.plot_history(csv, metrics=("loss", "acc", "lr")).axes) == 3
 
 
+def test_plot_history_ticks_whole_epochs_only():
+    fig = viz.plot_history(_history().head(3), metrics=("loss",))
+    fig.draw_without_rendering()  # ticks are chosen at drawing time
+    ticks = [t for t in fig.axes[0].get_xticks() if 1 <= t <= 3]
+    assert ticks and all(float(t).is_integer() for t in ticks)
+
+
 def test_plot_history_names_missing_metric():
     with pytest.raises(ValueError, match="miou"):
         viz.plot_history(_history(), metrics=("miou",))

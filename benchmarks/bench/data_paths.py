@@ -24,9 +24,8 @@ from benchmarks.bench.conventional import (
     data_only_conventional,
     train_side,
 )
-from benchmarks.bench.levers import lever_setting
-from benchmarks.bench.plan import Plan, bench_batch
-from benchmarks.bench.timing import load_average, sync, time_calls, time_interleaved
+from benchmarks.bench.plan import ENGINE, Plan, Setting, bench_batch
+from benchmarks.bench.timing import load_average, sync, time_interleaved
 from hw1lib.config import TrainConfig, get_config
 from hw1lib.data.classification import list_pngs, load_classification_folder
 from hw1lib.data.segmentation import load_segmentation_folder, scan_pairs
@@ -163,7 +162,7 @@ def _setup_pipeline(
     device: torch.device,
     plan: Plan,
     max_batches: int | None,
-    lever: str | None,
+    lever: Setting,
 ) -> dict:
     """A seeded model, AdamW and the pipeline's passes, ready to time; ``row`` holds what is known before timing."""
     if pipeline not in PIPELINES:
@@ -171,9 +170,9 @@ def _setup_pipeline(
     config = get_config(experiment, plan.profile, pretrained=False, keep_mask_ids=[])
     side = train_side(config, folder)
     config = dataclasses.replace(config, batch_size=bench_batch(config.batch_size, side, device, plan))
-    setting = lever_setting(lever, config)
+    setting = lever.resolve(config)
     if setting.compile:
-        raise ValueError(f"lever {lever!r}: the data-path comparison runs eager models only")
+        raise ValueError(f"lever {lever.name!r}: the data-path comparison runs eager models only")
     config = dataclasses.replace(config, cpu_bf16=setting.cpu_bf16, channels_last=setting.channels_last)
     model, task, optimizer, scheduler = build_training(config, device, _folder_size(config, folder))
     warm, train_pass, data_pass, per_pass, one_off = PIPELINES[pipeline](
@@ -182,7 +181,7 @@ def _setup_pipeline(
     row = {
         "experiment": experiment,
         "pipeline": pipeline,
-        "lever": lever or "engine as is",
+        "lever": lever.name,
         "model": config.model,
         "precision": resolve_precision(config, device),
         "channels_last": config.channels_last,
@@ -211,38 +210,20 @@ def _finish_row(row: dict, train: list[float], data_only: list[float]) -> dict:
     }
 
 
-def measure_epoch(
-    pipeline: str,
-    experiment: str,
-    folder: Path,
-    device: torch.device,
-    plan: Plan,
-    max_batches: int | None = None,
-    lever: str | None = None,
-) -> dict:
-    """One pipeline alone (``"project"`` or ``"conventional"``), measured as :func:`compare_data_paths` does."""
-    setup = _setup_pipeline(pipeline, experiment, folder, device, plan, max_batches, lever)
-    if plan.warmup_steps:
-        setup["warm"]()
-    train = time_calls(setup["train"], device, 0, plan.epoch_repeats)
-    data_only = time_calls(setup["data"], device, min(1, plan.warmup_steps), plan.epoch_repeats)
-    return _finish_row(setup["row"], train, data_only)
-
-
 def compare_data_paths(
     experiment: str,
     folder: Path,
     device: torch.device,
     plan: Plan,
     max_batches: int | None = None,
-    lever: str | None = None,
-    conventional_lever: str | None = None,
+    lever: Setting = ENGINE,
+    conventional_lever: Setting | None = None,
 ) -> dict:
     """One epoch (or ``max_batches`` batches) of ``experiment`` through the conventional and the project data path.
 
     Both pipelines train the same seeded model with the same optimiser, loss and batch size, in the
-    engine's memory format and precision or in those of ``lever`` (a name as in ``Plan.levers``);
-    ``conventional_lever`` gives the conventional pipeline a setting of its own (``"NCHW, fp32"``: the
+    engine's memory format and precision or in those of ``lever`` (a :class:`Setting`);
+    ``conventional_lever`` gives the conventional pipeline a setting of its own (``NCHW_FP32``: the
     loop as usually written, against the engine as it trains). Each gets an
     untimed warm-up of ``plan.warmup_steps`` batches; then ``plan.epoch_repeats`` timed passes each,
     alternating between the pipelines, and the medians are reported. A conventional pass includes its
@@ -270,8 +251,8 @@ def compare_data_paths(
     }
     return {
         "experiment": experiment,
-        "lever": lever or "engine as is",
-        "conventional_lever": levers["conventional"] or "engine as is",
+        "lever": lever.name,
+        "conventional_lever": levers["conventional"].name,
         "rows": rows,
         "ratios": ratios,
     }

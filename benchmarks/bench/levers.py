@@ -1,8 +1,9 @@
 """Model rows (every model through the engine) and levers (P1 model A's step in each setting, side by side).
 
-A lever is one setting of the model's memory format, CPU bf16 autocast and ``torch.compile``; its name, e.g.
-``"channels_last, bf16 autocast"``, is what the tables and the JSON show. Why levers: to show what each of
-the engine's choices buys on the device at hand, against the setting a user would get without them.
+A lever is one :class:`~benchmarks.bench.plan.Setting` of the model's memory format, CPU bf16 autocast and
+``torch.compile``; its ``name``, e.g. ``"channels_last, bf16 autocast"``, is what the tables and the JSON show.
+Why levers: to show what each of the engine's choices buys on the device at hand, against the setting a user
+would get without them.
 """
 
 from __future__ import annotations
@@ -11,13 +12,12 @@ import dataclasses
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 
 from benchmarks.bench.flops import count_flops
 from benchmarks.bench.memory import peak_memory
-from benchmarks.bench.plan import ModelCase, Plan, synthetic_data
+from benchmarks.bench.plan import ENGINE, ModelCase, Plan, Setting, synthetic_data
 from benchmarks.bench.timing import load_average, time_calls, time_interleaved
 from hw1lib.config import TrainConfig
 from hw1lib.engine import build_training, evaluate, train_one_epoch
@@ -85,48 +85,17 @@ def measure_model(case: ModelCase, device: torch.device, plan: Plan, peak: float
     }
 
 
-@dataclass(frozen=True)
-class Setting:
-    """How a training step runs: the model's memory format, CPU bf16 autocast, ``torch.compile``."""
-
-    channels_last: bool
-    cpu_bf16: bool
-    compile: bool
-
-
-def lever_setting(lever: str | None, config: TrainConfig) -> Setting:
-    """The :class:`Setting` a lever name stands for, e.g. ``"NCHW, fp32"`` or ``"channels_last, bf16 autocast"``.
-
-    ``None`` or ``"engine as is"`` is the engine's own choice for ``config`` (channels_last, the recipe's
-    ``cpu_bf16``); a name may add ``", torch.compile"``. On CUDA the engine trains in bf16 whatever the name
-    says about the CPU; the row's ``precision`` records what was actually used.
-    """
-    lever = lever or "engine as is"
-    if lever.startswith("engine as is"):
-        return Setting(config.channels_last, config.cpu_bf16, "torch.compile" in lever)
-    parts = [part.strip() for part in lever.split(",")]
-    known = {"NCHW", "channels_last", "fp32", "bf16 autocast", "torch.compile"}
-    one_layout = ("NCHW" in parts) != ("channels_last" in parts)
-    one_precision = ("fp32" in parts) != ("bf16 autocast" in parts)
-    if not (set(parts) <= known and one_layout and one_precision):
-        raise ValueError(
-            f"lever {lever!r}: expected 'engine as is' or 'NCHW|channels_last, fp32|bf16 autocast'"
-            f" (optionally ', torch.compile')"
-        )
-    return Setting("channels_last" in parts, "bf16 autocast" in parts, "torch.compile" in parts)
-
-
 def peak_for(precision: str, device: torch.device) -> str:
     """The measured peak a row's FLOP rate is a fraction of: the CPU's bf16 one for bf16 on a CPU."""
     return "cpu_bf16" if precision == "bf16" and device.type == "cpu" else "main"
 
 
-def _lever_call(case: ModelCase, lever: str, device: torch.device, plan: Plan) -> tuple[Callable[[], None], dict]:
+def _lever_call(case: ModelCase, lever: Setting, device: torch.device, plan: Plan) -> tuple[Callable[[], None], dict]:
     """One training call of the engine under ``lever``, and what its row needs (model, data, precision, compile time).
 
     ``torch.compile`` is compiled here, by a first call (its seconds go to ``compile_seconds``).
     """
-    setting = lever_setting(lever, case.config)
+    setting = lever.resolve(case.config)
     config = dataclasses.replace(case.config, cpu_bf16=setting.cpu_bf16, channels_last=setting.channels_last)
     data = synthetic_data(config, case.image_side, config.batch_size * plan.steps_per_call, device)
     model, task, optimizer, scheduler = build_training(config, device, len(data[0]))
@@ -137,7 +106,7 @@ def _lever_call(case: ModelCase, lever: str, device: torch.device, plan: Plan) -
         "data": data,
         "precision": precision,
         "compile_seconds": None,
-        "engine": setting == lever_setting(None, case.config),
+        "engine": setting == ENGINE.resolve(case.config),
     }
     bounded = dataclasses.replace(config, max_train_batches=plan.steps_per_call)
     epochs = iter(range(1, 1_000_000))
@@ -153,15 +122,15 @@ def _lever_call(case: ModelCase, lever: str, device: torch.device, plan: Plan) -
     return call, info
 
 
-def measure_levers(case: ModelCase, levers: tuple[str, ...], device: torch.device, plan: Plan) -> list[dict]:
-    """Training images/s of the engine's step in each setting (names as in ``Plan.levers``), timed interleaved.
+def measure_levers(case: ModelCase, levers: tuple[Setting, ...], device: torch.device, plan: Plan) -> list[dict]:
+    """Training images/s of the engine's step in each setting (``Plan.levers``), timed interleaved.
 
     A lever that fails is reported with its error instead of figures. ``engine`` marks the engine's own
     setting; ``peak_used`` names the peak the row's fraction is taken of (``run.apply_peaks``).
     """
     calls, infos, rows = {}, {}, {}
     for lever in levers:
-        rows[lever] = {"model": case.config.model, "lever": lever, "batch_size": case.config.batch_size}
+        rows[lever] = {"model": case.config.model, "lever": lever.name, "batch_size": case.config.batch_size}
         try:
             calls[lever], infos[lever] = _lever_call(case, lever, device, plan)
         except Exception as error:  # noqa: BLE001  a lever that does not work here is a finding, not a crash

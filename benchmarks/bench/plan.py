@@ -19,6 +19,47 @@ PRETRAINED_SIDE = 224
 
 
 @dataclass(frozen=True)
+class Setting:
+    """How a training step runs: the model's memory format, CPU bf16 autocast and ``torch.compile``.
+
+    ``None`` for the memory format or the precision means the recipe's own choice (the engine as it trains);
+    :meth:`resolve` turns it into concrete values for one recipe.
+    """
+
+    channels_last: bool | None = None
+    cpu_bf16: bool | None = None
+    compile: bool = False
+
+    @property
+    def name(self) -> str:
+        """What the tables and the JSON show, e.g. ``"NCHW, fp32"`` or ``"engine as is, torch.compile"``."""
+        if self.channels_last is None and self.cpu_bf16 is None:
+            parts = ["engine as is"]
+        else:
+            parts = [
+                {None: "recipe's layout", True: "channels_last", False: "NCHW"}[self.channels_last],
+                {None: "recipe's precision", True: "bf16 autocast", False: "fp32"}[self.cpu_bf16],
+            ]
+        return ", ".join(parts + (["torch.compile"] if self.compile else []))
+
+    def resolve(self, config: TrainConfig) -> Setting:
+        """This setting with the recipe's own choices filled in."""
+        return Setting(
+            config.channels_last if self.channels_last is None else self.channels_last,
+            config.cpu_bf16 if self.cpu_bf16 is None else self.cpu_bf16,
+            self.compile,
+        )
+
+
+#: the engine as it trains a recipe (channels_last, the recipe's ``cpu_bf16``), eager and compiled
+ENGINE, ENGINE_COMPILED = Setting(), Setting(compile=True)
+#: the loop as usually written (NCHW, fp32), and the engine's two levers one at a time
+NCHW_FP32 = Setting(channels_last=False, cpu_bf16=False)
+CHANNELS_LAST_FP32 = Setting(channels_last=True, cpu_bf16=False)
+CHANNELS_LAST_BF16 = Setting(channels_last=True, cpu_bf16=True)
+
+
+@dataclass(frozen=True)
 class Plan:
     """How much one run measures: the full benchmark or ``quick`` (CI, seconds)."""
 
@@ -35,14 +76,14 @@ class Plan:
     p2_standin: tuple[str, int]
     p2_batches: int | None  # P2 data-path batches per pass (None: the whole epoch)
     matmul_size: int
-    levers: tuple[str, ...]
-    conventional_baseline: str | None = None  # setting of a conventional loop to compare P1 model A's engine with
+    levers: tuple[Setting, ...]
+    conventional_baseline: Setting | None = None  # setting of a conventional loop to compare P1 model A's engine with
     threads: int | None = None  # torch intra-op threads for the run; None keeps torch's default
 
 
 def make_plan(quick: bool, device: torch.device) -> Plan:
     """The full plan (homework sizes, bounded on the CPU) or the ``quick`` one (tiny sizes, for CI)."""
-    cpu_levers = ("NCHW, fp32", "channels_last, fp32", "channels_last, bf16 autocast")
+    cpu_levers = (NCHW_FP32, CHANNELS_LAST_FP32, CHANNELS_LAST_BF16)
     if quick:
         # one thread: on a busy 2-core machine, OpenMP regions of 2 threads stall whenever one core is taken
         # (small ops become many times slower), and a CI run must not depend on what else runs there
@@ -60,8 +101,8 @@ def make_plan(quick: bool, device: torch.device) -> Plan:
             p2_standin=("smoke", 32),
             p2_batches=2,
             matmul_size=256,
-            levers=("NCHW, fp32", cpu_levers[-1]),
-            conventional_baseline="NCHW, fp32",
+            levers=(NCHW_FP32, CHANNELS_LAST_BF16),
+            conventional_baseline=NCHW_FP32,
             threads=1,
         )
     if device.type == "cuda":
@@ -80,7 +121,7 @@ def make_plan(quick: bool, device: torch.device) -> Plan:
             p2_standin=("full", 512),
             p2_batches=40,
             matmul_size=8192,
-            levers=("engine as is", "engine as is, torch.compile"),
+            levers=(ENGINE, ENGINE_COMPILED),
         )
     # CPU: the demo stand-in's 2,000 P1 images (a 22,500-image epoch of model A takes minutes on 2 cores) and
     # a few P2 batches at 512 px
@@ -98,8 +139,8 @@ def make_plan(quick: bool, device: torch.device) -> Plan:
         p2_standin=("demo", 512),
         p2_batches=2,
         matmul_size=2048,
-        levers=(*cpu_levers, f"{cpu_levers[-1]}, torch.compile"),
-        conventional_baseline="NCHW, fp32",
+        levers=(*cpu_levers, dataclasses.replace(CHANNELS_LAST_BF16, compile=True)),
+        conventional_baseline=NCHW_FP32,
     )
 
 

@@ -92,8 +92,8 @@ def measure_data_paths(device: torch.device, plan: Plan) -> dict:
             "p2_model_b": compare_data_paths("p2_model_b", p2, device, plan, plan.p2_batches),
         }
         if plan.conventional_baseline:
-            paths[f"p1_model_a, conventional loop in {plan.conventional_baseline}"] = compare_data_paths(
-                "p1_model_a", p1, device, plan, None, None, plan.conventional_baseline
+            paths[f"p1_model_a, conventional loop in {plan.conventional_baseline.name}"] = compare_data_paths(
+                "p1_model_a", p1, device, plan, conventional_lever=plan.conventional_baseline
             )
         return paths
     finally:

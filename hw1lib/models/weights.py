@@ -59,9 +59,8 @@ FETCH_COMMAND = "python -m hw1lib weights --profile <profile> --fetch"
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
-#: EfficientNet-Lite0's input statistics: the TF reference feeds (pixel - 127) / 128, i.e. [-1, 1].
-#: Verified on real photos (tests/test_weights.py): on scikit-learn's flower.jpg these give "daisy" top-1
-#: (p 0.16); ImageNet statistics drop it to rank 9 (p 0.02). timm's own config for this model agrees.
+#: EfficientNet-Lite0's input statistics: the TF reference feeds (pixel - 127) / 128, i.e. [-1, 1]; timm's own
+#: config for this model agrees, and tests/test_weights.py checks them on a real photo against ImageNet's.
 LITE0_MEAN: tuple[float, float, float] = (0.5, 0.5, 0.5)
 LITE0_STD: tuple[float, float, float] = (0.5, 0.5, 0.5)
 

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from hw1lib.viz.style import legible
 
@@ -83,6 +84,7 @@ def plot_history(
         if metric == "lr" and (df[metric] > 0).all():
             ax.set_yscale("log")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # a 3-epoch run has no epoch 1.5
         ax.set_title(heading)
         ax.grid(alpha=0.3)
     fig.legend(handles.values(), handles.keys(), loc="outside lower center", ncol=len(handles), frameon=False)

@@ -5,17 +5,12 @@ style (warm solid, warm striped, cool solid, cool striped, green dotted); ``labe
 Position, scale, a tilt of up to about 23 degrees, hue, saturation, brightness, shading, background colour,
 clutter shapes, lines and noise vary per image.
 
-Calibration (generator version 2; numbers in ``benchmarks/RESULTS.md``, "Stand-in calibration"): the goal is
-that the demo recipe of model A (the small VGG-like net from scratch, 2,000 training images, 15 epochs)
-lands near the reference report's real-data accuracy (about 0.6) with a curve that rises and flattens, and
-that the pretrained model B lands clearly higher, as on the real data. Version 1 drew shapes at any
-rotation, smaller (radius 6.5-11.5 px) and among more clutter; there model A learnt too slowly (about 0.3
-after 15 epochs, with training and validation accuracy equal when trained without augmentation or
-dropout: not overfitting, just not learning the shapes). Each change was measured with the demo recipe:
-objects a little larger (radius 8.5-12 px) on a quieter background (0-2 smaller clutter shapes, paler
-background) changed little on its own; a near-upright pose (tilt within +-0.4 rad, as objects in
-photographs mostly are) is what lets a small CNN learn the ten shapes from 40 images per class (0.64).
-Classes still confuse their neighbours (solid vs striped of one hue, circle vs ring vs crescent).
+Why these choices (generator version 2): the stand-in should teach what the real data teaches, so that the demo
+report's story is the real one: model A, a small VGG-like net from scratch, learns the shapes from few images per
+class, with a curve that rises and flattens, and the pretrained model B lands clearly higher. Shapes are drawn
+near upright (as objects in photographs mostly are), on a quiet background, because a small CNN cannot learn
+shapes at any rotation from 40 images per class; neighbouring classes (solid vs striped of one hue, circle vs
+ring vs crescent) still confuse. What each change measured is in ``benchmarks/RESULTS.md``, "Stand-in calibration".
 """
 
 from __future__ import annotations

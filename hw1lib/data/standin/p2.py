@@ -6,20 +6,18 @@ rows for agriculture, grey street grids for urban, dark crowns for forest, smoot
 for barren), and rangeland (khaki ground with shrubs) lies between agriculture and barren in colour, so that
 it is the class most easily confused, as on the real data. Class ids are the palette's.
 
-Calibration (generator version 2; numbers in ``benchmarks/RESULTS.md``, "Stand-in calibration"), measured on
-400 generated class maps and on the demo's own 96 training and 32 validation masks:
+Why these choices (generator version 2; what each measured is in ``benchmarks/RESULTS.md``, "Stand-in
+calibration"):
 
-- Pixel shares as in the real masks: agriculture about 57%, urban, rangeland and barren about 10% each,
-  forest about 8%, water about 3% (in about a third of the tiles, so that a 32-image validation set holds
-  some), unknown about 0.1%. Version 1 had agriculture near 51% and urban near 15%.
-- Region size: version 1 drew 4-12 regions per tile; at the demo's 128 px a stride-32 network (FCN32s)
-  sees a 4x4 grid, on which even a perfect coarse prediction (the ground truth averaged over 32x32 cells,
-  upsampled bilinearly) scores only about 0.65 mIoU. With 2-6 regions and larger forest patches that bound
-  is about 0.77 (0.96 at stride 8), closer to what a 512 px real tile leaves FCN32s's 16x16 grid.
-- Colours: version 1's tan fields sat between rangeland and barren, so colour alone separated little;
-  version 2 keeps agriculture green to yellow-green and barren bright, leaving rangeland in between. A tiny
-  4-layer CNN separates the classes within a few hundred steps (mIoU near 0.9), so the cues are there; what
-  limits the demo's from-scratch segmenters is how few steps they can take (see ``DEMO_DEPARTURES`` in
+- Pixel shares follow the real masks: agriculture the majority class, urban, rangeland, barren and forest each a
+  tenth or less, water rare and only in some tiles (but in enough of them that a small validation set holds
+  some), unknown nearly absent. ``tests/test_standin.py`` checks the shares.
+- Few, large regions per tile: at the demo's 128 px a stride-32 network (FCN32s) sees a 4x4 score grid, so with
+  many small regions even a perfect coarse prediction would score low; large regions leave it what a 512 px real
+  tile leaves FCN32s's 16x16 grid.
+- Colours: agriculture green to yellow-green and barren bright, with rangeland in between, so that rangeland is
+  the class most easily confused (as on the real data) while colour and texture still separate the classes; what
+  limits the demo's segmenters is how few steps a CPU affords them (see ``DEMO_DEPARTURES`` in
   :mod:`hw1lib.config`).
 """
 
