@@ -301,3 +301,34 @@ def get_config(experiment: str, profile: str = "demo", fast_dev_run: bool = Fals
     if fast_dev_run:
         recipe |= {**FAST_DEV_RUN, "epochs": min(recipe.get("epochs", FAST_DEV_RUN["epochs"]), FAST_DEV_RUN["epochs"])}
     return TrainConfig(**{**recipe, **overrides})
+
+
+# (contract 18, helper A owns): a minimal recipe_diff until helper A's branch is merged
+def recipe_diff(experiment: str, profile: str, config: dict) -> dict[str, object]:
+    """The fields of a run's config (``TrainConfig.to_dict()``) that differ from the recipe, as dotted keys.
+
+    ``seed`` and a fast dev run's caps are not differences: ``{}`` means "the recipe (any seed)".
+
+    Raises:
+        ValueError: unknown experiment or profile.
+    """
+    fast = config.get("max_eval_batches") == FAST_DEV_RUN["max_eval_batches"]
+    recipe = get_config(experiment, profile, fast_dev_run=fast).to_dict()
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
+    defaults |= {
+        f.name: f.default_factory()
+        for f in dataclasses.fields(TrainConfig)
+        if f.default_factory is not dataclasses.MISSING  # type: ignore[misc]
+    }
+
+    def flat(values: dict, prefix: str = "") -> dict[str, object]:
+        out: dict[str, object] = {}
+        for key, value in values.items():
+            if isinstance(value, dict) and value:
+                out |= flat(value, f"{prefix}{key}.")
+            else:
+                out[f"{prefix}{key}"] = value
+        return out
+
+    mine, theirs = flat({**defaults, **config}), flat({**defaults, **recipe})
+    return {k: mine.get(k) for k in sorted(set(mine) | set(theirs)) if k != "seed" and mine.get(k) != theirs.get(k)}
