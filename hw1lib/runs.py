@@ -162,7 +162,7 @@ class RunFolder:
         }
         params, problem = _read_json(self.file("params"))
         if params is None:
-            return {**row, "status": f"unreadable: {problem}"}
+            return {**row, "status": problem}
         config = params.get("config") if isinstance(params.get("config"), dict) else {}
         recipe = recipe_of(self.path, params)
         row.update({k: recipe[k] for k in ("experiment", "profile", "overrides", "label", "fast_dev_run")})
@@ -172,7 +172,7 @@ class RunFolder:
         if self.is_finished():
             metrics, problem = _read_json(self.file("metrics"))
             if metrics is None:
-                return {**row, "status": f"unreadable: {problem}"}
+                return {**row, "status": problem}
             metric = metrics.get("metric", row["metric"])
             row.update(
                 metric=metric,
@@ -191,7 +191,9 @@ class RunFolder:
             row["train_seconds"] = float(history["seconds"].sum()) if "seconds" in history else None
         row["epochs"] = done
         if done is None:
-            status = f"unreadable: {history_problem}"
+            status = f"{history_problem}; {LAST} is unreadable"
+        elif done == 0:
+            status = f"interrupted before epoch 1 of {row['epochs_planned']} finished"
         else:
             status = f"interrupted at epoch {done} of {row['epochs_planned']}"
         return {**row, "status": f"fast dev, {status}" if row["fast_dev_run"] else status}
