@@ -10,7 +10,7 @@ DEVICE ?= auto
 # FAST_DEV_RUN=1: every training capped at 2 epochs of 2 batches (2 validation batches) at the profile's real sizes
 FAST_DEV_RUN ?= 0
 
-.PHONY: test lint report standin bench lab clean-runs
+.PHONY: test lint report standin bench lab clean-runs tensorboard
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,10 @@ bench: $(VENV)/.installed
 
 lab: $(VENV)/.installed
 	$(VENV)/bin/jupyter lab notebooks/
+
+# live curves of every run (each run folder's tensorboard/ events), at http://localhost:6006
+tensorboard: $(VENV)/.installed
+	$(VENV)/bin/tensorboard --logdir runs/
 
 clean-runs:
 	rm -rf runs/smoke report/smoke

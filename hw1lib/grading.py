@@ -28,7 +28,7 @@ from hw1lib.data.palette import CLASS_NAMES, SCORED_CLASSES, decode_mask, encode
 from hw1lib.io import TMP_MARK, check_output_dir, check_output_file, write_text
 from hw1lib.metrics import ConfusionMatrix
 from hw1lib.precision import resolve_device, to_input
-from hw1lib.runs import checkpoint_choice
+from hw1lib.runs import Choice, checkpoint_choice
 
 
 def natural_key(name: str) -> list:
@@ -36,13 +36,13 @@ def natural_key(name: str) -> list:
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
 
 
-def grader_checkpoint(task: str, checkpoint: str | Path | None = None, run: str | Path | None = None) -> Path:
-    """The checkpoint file to use (the one given, ``best.pt`` of the run folder given, or the grader's rule's:
-    :func:`hw1lib.runs.choose_checkpoint`), said in one line on stderr so a grade never comes from an unnamed model.
+def say_checkpoint(choice: Choice) -> None:
+    """Name the checkpoint used, in one line on stderr, so that a grade never comes from an unnamed model.
+
+    Said once the outputs are written: a failure stays one line (the error), and a failure about the
+    checkpoint itself names the file anyway.
     """
-    choice = checkpoint_choice(task, checkpoint, run)
-    print(f"hw1: {task} checkpoint {choice.describe()}", file=sys.stderr)
-    return choice.path
+    print(f"hw1: {choice.task} checkpoint {choice.describe()}", file=sys.stderr)
 
 
 @torch.no_grad()
@@ -64,7 +64,8 @@ def classify_folder(
     """
     check_output_file(out_csv, "CSV file")
     device = resolve_device(device)
-    model, _ = load_model(grader_checkpoint("classification", checkpoint, run), device, task="classification")
+    choice = checkpoint_choice("classification", checkpoint, run)  # the given file or run, or the grader's rule
+    model, _ = load_model(choice.path, device, task="classification")
     data = load_classification_folder(image_dir, labelled=False, cache=False)
     labels = []
     for start in range(0, len(data), batch_size):
@@ -75,6 +76,7 @@ def classify_folder(
     writer.writerow(["filename", "label"])
     writer.writerows(sorted(zip(data.names, labels), key=lambda row: natural_key(row[0])))
     write_text(out_csv, buffer.getvalue())
+    say_checkpoint(choice)
     return len(labels)
 
 
@@ -117,7 +119,8 @@ def segment_folder(
     files = list_images(image_dir, (".jpg", ".jpeg"))
     check_output_dir(out_dir)
     device = resolve_device(device)
-    model, _ = load_model(grader_checkpoint("segmentation", checkpoint, run), device, task="segmentation")
+    choice = checkpoint_choice("segmentation", checkpoint, run)  # the given file or run, or the grader's rule
+    model, _ = load_model(choice.path, device, task="segmentation")
     masks = {f"{path.stem}.png": encode_mask(predict_mask(model, read_rgb(path), device)) for path in files}
     staging = out_dir.parent / f".{out_dir.name}{TMP_MARK}{os.getpid()}"
     try:
@@ -131,6 +134,7 @@ def segment_folder(
                 os.replace(staging / name, out_dir / name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    say_checkpoint(choice)
     return len(masks)
 
 

@@ -361,6 +361,7 @@ def recipe_of(run_dir: str | Path, params: dict) -> dict:
 class Choice:
     """The checkpoint the grader's commands use, and why (said in one line by :meth:`describe`)."""
 
+    task: str
     path: Path
     how: str  # "rule" (the grader's rule), "run" (--run / HW1_RUN) or "checkpoint" (--checkpoint / HW1_CHECKPOINT)
     run_dir: Path | None = None
@@ -430,6 +431,7 @@ def choose_checkpoint(task: str, root: Path | None = None, warn: Callable[[str],
             warn(f"warning: left out run {run_dir}: metrics.json has no best_val_{metric} score")
             continue
         choice = Choice(
+            task=task,
             path=run_dir / BEST,
             how="rule",
             run_dir=run_dir,
@@ -478,7 +480,7 @@ def checkpoint_choice(
             )
         if not path.exists():
             raise FileNotFoundError(f"checkpoint {path} does not exist (--checkpoint / HW1_CHECKPOINT)")
-        return Choice(path=path, how="checkpoint")
+        return Choice(task=task, path=path, how="checkpoint")
     if run:
         run_dir = Path(run)
         if not run_dir.exists():
@@ -494,6 +496,7 @@ def checkpoint_choice(
             )
         row = RunFolder(run_dir).summary()
         return Choice(
+            task=task,
             path=run_dir / BEST,
             how="run",
             run_dir=run_dir,

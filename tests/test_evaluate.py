@@ -21,6 +21,7 @@ from hw1lib.evaluation import evaluate_checkpoint
 from hw1lib.fit import fit
 from hw1lib.runs import load_run
 from hw1lib.runs_table import runs_table
+from tests.test_tensorboard import scalars
 
 
 def p1_folder(folder, n: int, seed: int):
@@ -116,6 +117,9 @@ def test_evaluate_reproduces_the_recorded_validation_miou(tmp_path, capsys):
     assert evaluated["value"] == pytest.approx(recorded, abs=1e-6)
     ious = pd.Series(result["best"]["iou"]).astype(float).rename(int)
     assert evaluated["per_class"]["iou"].astype(float).tolist() == pytest.approx(ious.tolist(), abs=1e-6, nan_ok=True)
+    history, logged = pd.read_csv(f"{result['run_dir']}/history.csv"), scalars(result["run_dir"])
+    for column in ("val_miou", *(f"val_iou_{c}" for c in range(6))):  # TensorBoard has the per-class IoU too
+        assert [v for _, v in logged[f"epoch/{column}"]] == pytest.approx(history[column].tolist(), nan_ok=True)
     assert main(["evaluate", result["run_dir"], str(tmp_path / "validation"), "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert "class #0 :" in out and f"mean_iou: {recorded:f}" in out
