@@ -422,7 +422,7 @@ def choose_checkpoint(task: str, root: Path | None = None, warn: Callable[[str],
         recipe = recipe_of(run_dir, params)
         if recipe["fast_dev_run"] or recipe["profile"] not in PROFILE_ORDER:
             continue
-        if recipe["overrides"] != {}:
+        if recipe["overrides"] is None or set(recipe["overrides"]) - {"seed"}:  # any seed is the recipe
             left_out.append(run_dir.name)
             continue
         metric = metrics.get("metric")

@@ -184,3 +184,13 @@ def test_hw1_1_sh_grades_with_full_after_a_later_smoke_run_and_says_so(tmp_path,
         profile = expected.path.parent.name
         assert f"experiment p1_model_a, profile {profile}, best val acc" in lines[0]
         assert out.read_text().splitlines()[0] == "filename,label" and len(out.read_text().splitlines()) == 3
+
+
+def test_a_run_from_before_the_recipe_key_in_a_folder_of_its_own_is_told_by_its_config(tmp_path, weights):
+    """``hw1 train --out-dir DIR`` before params["recipe"]: the profile is the one whose recipe the config is."""
+    run = fake_run(tmp_path, "p1_model_a", "smoke", 0.5, weights, recipe_key=False)
+    moved = tmp_path / "my-runs" / run.path.name
+    moved.parent.mkdir()
+    run.path.rename(moved)
+    choice = choose_checkpoint("classification", tmp_path / "my-runs")
+    assert (choice.run_dir, choice.profile, choice.experiment) == (moved, "smoke", "p1_model_a")
