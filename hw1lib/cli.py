@@ -140,7 +140,11 @@ def _checkpoint_options(p: argparse.ArgumentParser, task: str) -> None:
         "never a fast dev run), named on stderr",
     )
     p.add_argument(
-        "--run", dest="run_folder", default=None, help="a run folder: use its best.pt (HW1_RUN in the course scripts)"
+        "--run",
+        dest="run_folder",
+        metavar="RUN_DIR",
+        default=None,
+        help="a run folder: use its best.pt (HW1_RUN in the course scripts)",
     )
     p.add_argument("--device", default="auto")
 
