@@ -17,6 +17,7 @@ from hw1lib.config import TrainConfig
 from hw1lib.data.classification import load_classification_folder
 from hw1lib.data.palette import encode_mask
 from hw1lib.data.segmentation import load_segmentation_folder
+from hw1lib.engine import steps_per_epoch
 from hw1lib.evaluation import evaluate_checkpoint
 from hw1lib.fit import fit
 from hw1lib.runs import load_run
@@ -137,3 +138,22 @@ def test_evaluate_refuses_unlabelled_or_mismatched_folders_in_one_line(p1_run, t
     assert "no *.png images" in capsys.readouterr().err
     assert main(["evaluate", str(tmp_path / "nowhere"), str(val_dir), "--device", "cpu"]) == 2
     assert "nowhere does not exist: expected a checkpoint file or a run folder" in capsys.readouterr().err
+
+
+def test_a_smoke_run_is_reproduced_by_evaluate_and_its_events_match_its_history(tmp_path, capsys):
+    """The real path end to end: the smoke stand-in, `hw1 train p1_model_a --profile smoke`, `hw1 evaluate`."""
+    from hw1lib.data.standin import generate_standin
+
+    generate_standin(tmp_path / "data", size="smoke")
+    out = tmp_path / "runs" / "smoke"
+    argv = ["train", "p1_model_a", "--profile", "smoke", "--data", str(tmp_path / "data"), "--out-dir", str(out)]
+    assert main([*argv, "--device", "cpu"]) == 0
+    run = load_run(next(out.glob("p1_model_a-*")))
+    val_dir = tmp_path / "data" / "p1_data" / "val_50"
+    assert evaluate_checkpoint(run.run_dir, val_dir, "cpu")["value"] == pytest.approx(run.best_value, abs=1e-6)
+    logged = scalars(run.run_dir)
+    for column in run.history.columns.drop("epoch"):
+        assert [v for _, v in logged[f"epoch/{column}"]] == pytest.approx(run.history[column].tolist(), rel=1e-6)
+    train_size = len(list((tmp_path / "data" / "p1_data" / "train_50").glob("*.png")))
+    steps = steps_per_epoch(train_size, TrainConfig(**run.config))
+    assert [s for s, _ in logged["step/train_loss"]] == list(range(1, len(run.history) * steps + 1))
