@@ -80,52 +80,33 @@ def evaluate_checkpoint(checkpoint_or_run: str | Path, data_dir: str | Path, dev
     config, precision, params = _run_config(folder, meta)
     if device.type == "cuda" and precision == "bf16" and not torch.cuda.is_bf16_supported():
         precision = "fp32"
-    if config.task == "classification":
-        data = load_classification_folder(data_dir, labelled=True)
-        targets = data.labels
-    else:
-        data = load_segmentation_folder(data_dir)
-        if data.masks is None:
-            raise ValueError(
-                f"{data_dir} has no {{id}}_mask.png masks: evaluate needs ground truth (to predict, use `hw1 segment`)"
-            )
-        targets = data.masks
+    images, targets = _labelled(config.task, data_dir)
     model = model.to(memory_format=memory_format(config.channels_last))
     task = build_task(config)
-    result = engine.evaluate(
+    result = engine.evaluate(  # what fit's validation calls, with the run's batch size, precision and format
         model,
         task,
-        data.images,
+        images,
         targets,
         config.eval_batch_size,
         device,
         config.num_classes,
-        None,
-        precision,
-        config.channels_last,
+        precision=precision,
+        channels_last=config.channels_last,
     )
-    matrix = ConfusionMatrix(config.num_classes)
-    matrix.matrix = torch.from_numpy(result["confusion"])
     out = {
         "task": config.task,
         "metric": task.metric,
         "value": result[task.metric],
         "loss": result["loss"],
-        "images": len(data),
+        "images": len(images),
         "checkpoint": checkpoint,
         "run_dir": folder.path if folder else None,
         "precision": precision,
+        **_per_class(result["confusion"], config, len(images)),
         "recorded": None,
         "same_folder": False,
     }
-    if config.task == "segmentation":
-        out["miou_result"] = {**matrix.miou(SCORED_CLASSES), "images": len(data)}
-        out["per_class"] = pd.DataFrame({"iou": out["miou_result"]["iou"]}).rename_axis("class")
-    else:
-        counts = result["confusion"].sum(1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            accuracy = np.where(counts > 0, result["confusion"].diagonal() / counts, np.nan)
-        out["per_class"] = pd.DataFrame({"images": counts, "accuracy": accuracy}).rename_axis("class")
     if folder is not None:
         row = folder.summary()
         if row["best"] is not None and checkpoint.name == BEST:
@@ -133,6 +114,33 @@ def evaluate_checkpoint(checkpoint_or_run: str | Path, data_dir: str | Path, dev
         val = (params.get("data_folders") or {}).get("val")
         out["same_folder"] = bool(val) and Path(val).resolve() == Path(data_dir).resolve()
     return out
+
+
+def _labelled(task: str, data_dir: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(images, labels or masks)`` of a labelled folder of ``task``, through the training's loaders."""
+    if task == "classification":
+        data = load_classification_folder(data_dir, labelled=True)
+        return data.images, data.labels
+    data = load_segmentation_folder(data_dir)
+    if data.masks is None:
+        raise ValueError(
+            f"{data_dir} has no {{id}}_mask.png masks: evaluate needs ground truth (to predict, use `hw1 segment`)"
+        )
+    return data.images, data.masks
+
+
+def _per_class(confusion: np.ndarray, config: TrainConfig, images: int) -> dict:
+    """``{"per_class": DataFrame}`` (per-class accuracy, or IoU) plus, for P2, ``"miou_result"`` in the form
+    :func:`hw1lib.grading.format_miou` prints."""
+    if config.task == "segmentation":
+        matrix = ConfusionMatrix(config.num_classes)
+        matrix.matrix = torch.from_numpy(confusion)
+        miou = {**matrix.miou(SCORED_CLASSES), "images": images}
+        return {"miou_result": miou, "per_class": pd.DataFrame({"iou": miou["iou"]}).rename_axis("class")}
+    counts = confusion.sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        accuracy = np.where(counts > 0, confusion.diagonal() / counts, np.nan)
+    return {"per_class": pd.DataFrame({"images": counts, "accuracy": accuracy}).rename_axis("class")}
 
 
 def format_evaluation(result: dict) -> str:

@@ -66,6 +66,28 @@ def default_out_root(out_dir: str | Path, profile: str, fast_dev_run: bool = Fal
     return runs_dir() / profile_folder(profile, fast_dev_run)
 
 
+#: the keys of :meth:`RunFolder.summary`, in the order ``hw1 runs`` shows them
+SUMMARY_KEYS = (
+    "experiment",
+    "profile",
+    "folder",
+    "label",
+    "overrides",
+    "seed",
+    "status",
+    "epochs",
+    "epochs_planned",
+    "metric",
+    "best",
+    "best_epoch",
+    "train_seconds",
+    "finished",
+    "task",
+    "fast_dev_run",
+    "run_dir",
+)
+
+
 def _date(stamp: object) -> str | None:
     """``2026-12-05 09:40`` from metrics.json's ``finished`` (``%Y-%m-%dT%H:%M:%S%z``); the text as is otherwise."""
     if not isinstance(stamp, str):
@@ -141,22 +163,9 @@ class RunFolder:
             ``experiment, profile, folder, label, overrides (dict or None), seed, status, epochs (done),
             epochs_planned, metric, best, best_epoch, train_seconds, finished, task, fast_dev_run, run_dir``.
         """
-        row: dict = {
+        row = dict.fromkeys(SUMMARY_KEYS) | {
             "experiment": self.name,
-            "profile": None,
             "folder": self.path.name,
-            "label": None,
-            "overrides": None,
-            "seed": None,
-            "status": "",
-            "epochs": None,
-            "epochs_planned": None,
-            "metric": None,
-            "best": None,
-            "best_epoch": None,
-            "train_seconds": None,
-            "finished": None,
-            "task": None,
             "fast_dev_run": self.path.parent.name.endswith(FASTDEV_SUFFIX),
             "run_dir": str(self.path),
         }
@@ -168,43 +177,47 @@ class RunFolder:
         row.update({k: recipe[k] for k in ("experiment", "profile", "overrides", "label", "fast_dev_run")})
         row.update(seed=config.get("seed"), epochs_planned=config.get("epochs"), task=config.get("task"))
         row["metric"] = {"classification": "acc", "segmentation": "miou"}.get(row["task"])
-        history, history_problem = self._history_or_problem()
-        if self.is_finished():
-            metrics, problem = _read_json(self.file("metrics"))
-            if metrics is None:
-                return {**row, "status": problem}
-            metric = metrics.get("metric", row["metric"])
-            row.update(
-                metric=metric,
-                best=metrics.get(f"best_val_{metric}"),
-                best_epoch=metrics.get("best_epoch"),
-                epochs=metrics.get("final_epoch"),
-                train_seconds=metrics.get("train_seconds"),
-                finished=_date(metrics.get("finished")),
-            )
-            return {**row, "status": "fast dev" if row["fast_dev_run"] else "finished"}
-        done = len(history) if history is not None else self._last_epoch()
-        if history is not None and row["metric"] and f"val_{row['metric']}" in history and len(history):
-            column = history[f"val_{row['metric']}"]
-            best = int(column.idxmax())
-            row.update(best=float(column.iloc[best]), best_epoch=int(history["epoch"].iloc[best]))
-            row["train_seconds"] = float(history["seconds"].sum()) if "seconds" in history else None
+        return self._finished_row(row) if self.is_finished() else self._unfinished_row(row)
+
+    def _finished_row(self, row: dict) -> dict:
+        """A finished run's row: everything from ``metrics.json``."""
+        metrics, problem = _read_json(self.file("metrics"))
+        if metrics is None:
+            return {**row, "status": problem}
+        metric = metrics.get("metric", row["metric"])
+        row.update(
+            metric=metric,
+            best=metrics.get(f"best_val_{metric}"),
+            best_epoch=metrics.get("best_epoch"),
+            epochs=metrics.get("final_epoch"),
+            train_seconds=metrics.get("train_seconds"),
+            finished=_date(metrics.get("finished")),
+        )
+        return {**row, "status": "fast dev" if row["fast_dev_run"] else "finished"}
+
+    def _unfinished_row(self, row: dict) -> dict:
+        """An interrupted (or still running) run's row: its progress from ``history.csv``, else ``last.pt``."""
+        try:
+            history = pd.read_csv(self.file("history"))
+            done, problem = len(history), ""
+            column = history.get(f"val_{row['metric']}")
+            if column is not None and column.notna().any() and "epoch" in history:
+                best = int(column.idxmax())
+                row.update(best=float(column.iloc[best]), best_epoch=int(history["epoch"].iloc[best]))
+            if "seconds" in history:
+                row["train_seconds"] = float(history["seconds"].sum())
+        except FileNotFoundError:
+            done, problem = self._last_epoch(), f"{HISTORY} is missing"
+        except (OSError, ValueError, KeyError, TypeError) as error:  # pandas' read errors are ValueErrors
+            done, problem = self._last_epoch(), f"{HISTORY} is unreadable ({type(error).__name__})"
         row["epochs"] = done
         if done is None:
-            status = f"{history_problem}; {LAST} is unreadable"
+            status = f"{problem}; {LAST} is unreadable"
         elif done == 0:
             status = f"interrupted before epoch 1 of {row['epochs_planned']} finished"
         else:
             status = f"interrupted at epoch {done} of {row['epochs_planned']}"
         return {**row, "status": f"fast dev, {status}" if row["fast_dev_run"] else status}
-
-    def _history_or_problem(self) -> tuple[pd.DataFrame | None, str]:
-        try:
-            return pd.read_csv(self.file("history")), ""
-        except FileNotFoundError:
-            return None, f"{HISTORY} is missing"
-        except (OSError, ValueError) as error:  # pandas' EmptyDataError and ParserError are ValueErrors
-            return None, f"{HISTORY} is unreadable ({type(error).__name__})"
 
     def _last_epoch(self) -> int | None:
         """The epoch of ``last.pt`` (0 when there is none yet), or None when it cannot be read."""
@@ -409,39 +422,20 @@ def choose_checkpoint(task: str, root: Path | None = None, warn: Callable[[str],
     left_out: list[str] = []
     for metrics_file in sorted(root.rglob(METRICS)):
         run_dir = metrics_file.parent
-        params, params_problem = _read_json(run_dir / PARAMS)
-        config = (params or {}).get("config")
-        if isinstance(config, dict) and config.get("task") not in (None, task):
-            continue  # a readable run of the other task
-        metrics, metrics_problem = _read_json(metrics_file)
-        if params is None or metrics is None:
-            warn(f"warning: left out run {run_dir}: {params_problem or metrics_problem}")
+        found = _finished_run_of(task, run_dir, warn)
+        if found is None:
             continue
-        if metrics.get("task") != task or not (run_dir / BEST).exists():
-            continue
+        params, metrics = found
         recipe = recipe_of(run_dir, params)
         if recipe["fast_dev_run"] or recipe["profile"] not in PROFILE_ORDER:
             continue
         if recipe["overrides"] is None or set(recipe["overrides"]) - {"seed"}:  # any seed is the recipe
             left_out.append(run_dir.name)
             continue
-        metric = metrics.get("metric")
-        score = metrics.get(f"best_val_{metric}")
-        if not isinstance(score, (int, float)) or score != score:
-            warn(f"warning: left out run {run_dir}: metrics.json has no best_val_{metric} score")
-            continue
-        choice = Choice(
-            task=task,
-            path=run_dir / BEST,
-            how="rule",
-            run_dir=run_dir,
-            experiment=recipe["experiment"],
-            profile=recipe["profile"],
-            metric=metric,
-            score=float(score),
-            epoch=metrics.get("best_epoch"),
-        )
-        candidates.append((-PROFILE_ORDER.index(recipe["profile"]), float(score), metrics_file.stat().st_mtime, choice))
+        choice = _rule_choice(task, run_dir, recipe, metrics, warn)
+        if choice is not None:
+            rank = -PROFILE_ORDER.index(recipe["profile"])
+            candidates.append((rank, choice.score, metrics_file.stat().st_mtime, choice))
     if not candidates:
         others = ""
         if left_out:
@@ -452,6 +446,42 @@ def choose_checkpoint(task: str, root: Path | None = None, warn: Callable[[str],
             "--run RUN_DIR / HW1_RUN, or --checkpoint PATH / HW1_CHECKPOINT"
         )
     return max(candidates, key=lambda c: c[:3])[3]
+
+
+def _finished_run_of(task: str, run_dir: Path, warn: Callable[[str], None]) -> tuple[dict, dict] | None:
+    """``(params, metrics)`` of a finished run of ``task`` with a ``best.pt``; None otherwise, after a warning
+    naming the run when a file of it cannot be read (unless its readable params say it is of the other task)."""
+    params, params_problem = _read_json(run_dir / PARAMS)
+    config = (params or {}).get("config")
+    if isinstance(config, dict) and config.get("task") not in (None, task):
+        return None
+    metrics, metrics_problem = _read_json(run_dir / METRICS)
+    if params is None or metrics is None:
+        warn(f"warning: left out run {run_dir}: {params_problem or metrics_problem}")
+        return None
+    if metrics.get("task") != task or not (run_dir / BEST).exists():
+        return None
+    return params, metrics
+
+
+def _rule_choice(task: str, run_dir: Path, recipe: dict, metrics: dict, warn: Callable[[str], None]) -> Choice | None:
+    """The :class:`Choice` of a recipe run, or None (after a warning) when it records no score."""
+    metric = metrics.get("metric")
+    score = metrics.get(f"best_val_{metric}")
+    if not isinstance(score, (int, float)) or score != score:  # missing or NaN
+        warn(f"warning: left out run {run_dir}: metrics.json has no best_val_{metric} score")
+        return None
+    return Choice(
+        task=task,
+        path=run_dir / BEST,
+        how="rule",
+        run_dir=run_dir,
+        experiment=recipe["experiment"],
+        profile=recipe["profile"],
+        metric=metric,
+        score=float(score),
+        epoch=metrics.get("best_epoch"),
+    )
 
 
 def checkpoint_choice(
