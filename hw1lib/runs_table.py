@@ -173,34 +173,7 @@ def compare_runs(run_a: str | Path, run_b: str | Path, root: str | Path | None =
     names = [d.name for d in dirs]
     if names[0] == names[1]:
         names = [f"{tag}: {d.parent.name}/{d.name}" for tag, d in zip("AB", dirs)]
-    parameters, metrics, per_class = [], [], []
-    for run_dir in dirs:
-        summary = RunFolder(run_dir).summary()
-        params, run_metrics = _read(run_dir / PARAMS), _read(run_dir / METRICS)
-        flat = {
-            "experiment": summary["experiment"],
-            "profile": summary["profile"],
-            "label": summary["label"],
-            **{f"config.{k}": v for k, v in _flat(params.get("config") or {}).items()},
-            **{f"data.{k}": v for k, v in (params.get("data") or {}).items()},
-            "precision": params.get("precision"),
-        }
-        parameters.append({k: _text(v) for k, v in flat.items()})
-        metric = summary["metric"]
-        metrics.append(
-            {
-                "status": summary["status"],
-                f"best val {metric}": summary["best"],
-                "best epoch": summary["best_epoch"],
-                f"final val {metric}": run_metrics.get(f"final_val_{metric}"),
-                "epochs": summary["epochs"],
-                "epochs planned": summary["epochs_planned"],
-                "stop reason": run_metrics.get("stop_reason"),
-                "train seconds": summary["train_seconds"],
-                "finished": summary["finished"],
-            }
-        )
-        per_class.append(_per_class(run_dir, run_metrics))
+    parameters, metrics, per_class = zip(*(_run_facts(run_dir) for run_dir in dirs))
     keys = list(dict.fromkeys([*parameters[0], *parameters[1]]))
     differ = [k for k in keys if parameters[0].get(k) != parameters[1].get(k)]
     table = pd.DataFrame({name: [p.get(k, "(absent)") for k in differ] for name, p in zip(names, parameters)})
@@ -211,6 +184,33 @@ def compare_runs(run_a: str | Path, run_b: str | Path, root: str | Path | None =
         classes["B - A"] = classes[names[1]] - classes[names[0]]
         classes.index.name = "class"
     return {"parameters": table, "metrics": side_by_side, "per_class": classes}
+
+
+def _run_facts(run_dir: Path) -> tuple[dict, dict, pd.Series]:
+    """One run's ``(parameters as flat text, metrics, per-class numbers)`` for :func:`compare_runs`."""
+    summary = RunFolder(run_dir).summary()
+    params, run_metrics = _read(run_dir / PARAMS), _read(run_dir / METRICS)
+    flat = {
+        "experiment": summary["experiment"],
+        "profile": summary["profile"],
+        "label": summary["label"],
+        **{f"config.{k}": v for k, v in _flat(params.get("config") or {}).items()},
+        **{f"data.{k}": v for k, v in (params.get("data") or {}).items()},
+        "precision": params.get("precision"),
+    }
+    metric = summary["metric"]
+    metrics = {
+        "status": summary["status"],
+        f"best val {metric}": summary["best"],
+        "best epoch": summary["best_epoch"],
+        f"final val {metric}": run_metrics.get(f"final_val_{metric}"),
+        "epochs": summary["epochs"],
+        "epochs planned": summary["epochs_planned"],
+        "stop reason": run_metrics.get("stop_reason"),
+        "train seconds": summary["train_seconds"],
+        "finished": summary["finished"],
+    }
+    return {k: _text(v) for k, v in flat.items()}, metrics, _per_class(run_dir, run_metrics)
 
 
 def _text(value: object) -> object:
