@@ -59,6 +59,10 @@ def _runs(args: argparse.Namespace) -> None:
     table = runs_table(args.root or None, args.profile, args.experiment)
     if args.csv:
         print(table.to_csv(index=False), end="")
+    elif table.empty:
+        from hw1lib.paths import runs_dir
+
+        print(f"no run folders under {args.root or runs_dir()} (with the filters given)")
     else:
         print(format_runs_table(table))
 
