@@ -340,8 +340,6 @@ def recipe_of(run_dir: str | Path, params: dict) -> dict:
     the overrides are :func:`hw1lib.config.recipe_diff` of the stored config. ``profile`` or ``overrides`` is
     ``None`` where they cannot be told (an experiment without a recipe, a foreign folder).
     """
-    from hw1lib.config import recipe_diff
-
     run_dir = Path(run_dir)
     stored = params.get("recipe")
     fast = is_fast_dev_run(run_dir, params)
@@ -356,18 +354,24 @@ def recipe_of(run_dir: str | Path, params: dict) -> dict:
         }
     experiment = params.get("name") or RunFolder(run_dir).name
     config = params.get("config") if isinstance(params.get("config"), dict) else {}
+    row = {"experiment": experiment, "profile": None, "overrides": None, "fast_dev_run": fast, "label": None}
     parent = run_dir.parent.name.removesuffix(FASTDEV_SUFFIX)
-    profiles = [parent] if parent in PROFILE_ORDER else list(PROFILE_ORDER)
-    profile, overrides = None, None
-    for candidate in profiles:
-        try:
-            diff = recipe_diff(experiment, candidate, config)
-        except (ValueError, TypeError):  # an experiment without a recipe, a config from another version
-            continue
-        if parent in PROFILE_ORDER or diff == {}:
-            profile, overrides = candidate, diff
-            break
-    return {"experiment": experiment, "profile": profile, "overrides": overrides, "fast_dev_run": fast, "label": None}
+    if parent in PROFILE_ORDER:
+        return {**row, "profile": parent, "overrides": _recipe_diff_or_none(experiment, parent, config)}
+    for profile in PROFILE_ORDER:  # a folder of its own (--out-dir): the profile whose recipe the config is
+        if _recipe_diff_or_none(experiment, profile, config) == {}:
+            return {**row, "profile": profile, "overrides": {}}
+    return row
+
+
+def _recipe_diff_or_none(experiment: str, profile: str, config: dict) -> dict | None:
+    """:func:`hw1lib.config.recipe_diff`, or None for an experiment without a recipe or a foreign config."""
+    from hw1lib.config import recipe_diff
+
+    try:
+        return recipe_diff(experiment, profile, config)
+    except (ValueError, TypeError, KeyError):
+        return None
 
 
 @dataclass(frozen=True)
