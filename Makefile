@@ -51,9 +51,9 @@ bench: $(VENV)/.installed
 lab: $(VENV)/.installed
 	$(VENV)/bin/jupyter lab notebooks/
 
-# live curves of every run (each run folder's tensorboard/ events), at http://localhost:6006
+# live curves of every run (each run folder's tensorboard/ events; runs/, or $HW1_RUNS), at http://localhost:6006
 tensorboard: $(VENV)/.installed
-	$(VENV)/bin/tensorboard --logdir runs/
+	$(VENV)/bin/tensorboard --logdir "$${HW1_RUNS:-runs}"
 
 clean-runs:
 	rm -rf runs/smoke report/smoke
