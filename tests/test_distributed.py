@@ -128,6 +128,7 @@ def test_two_process_run_folder_is_complete_and_readable(p1_runs, shared_cache):
     assert not any(key.startswith("module.") for key in read_checkpoint(run.checkpoint(None))["model"])
     assert not any(key.startswith("module.") for key in read_checkpoint(run.folder.file("last"))["model"])
     assert choose_checkpoint("classification", run.run_dir.parent).path == run.checkpoint(None)
+    assert len(list(run.folder.tensorboard_dir().glob("events.out.tfevents.*"))) == 1  # rank 0's alone
     assert "model A" in report.implementation_details(run).index.name and report.curve_sentence(run)
     assert "[rank 0]" in p1_runs.job.stderr and "trained" in p1_runs.job.stdout
 
