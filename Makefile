@@ -11,7 +11,7 @@ DEVICE ?= auto
 # FAST_DEV_RUN=1: every training capped at 2 epochs of 2 batches (2 validation batches) at the profile's real sizes
 FAST_DEV_RUN ?= 0
 
-.PHONY: test lint report standin bench lab notebook-filter clean-runs
+.PHONY: test lint report standin bench lab notebook-filter clean-runs tensorboard
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -68,6 +68,10 @@ lab: $(VENV)/.installed
 notebook-filter:
 	git config filter.strip-notebook.clean "python3 scripts/strip_notebook.py"
 	git config filter.strip-notebook.smudge cat
+
+# live curves of every run (each run folder's tensorboard/ events; runs/, or $HW1_RUNS), at http://localhost:6006
+tensorboard: $(VENV)/.installed
+	$(VENV)/bin/tensorboard --logdir "$${HW1_RUNS:-runs}"
 
 clean-runs:
 	rm -rf runs/smoke report/smoke

@@ -1,8 +1,10 @@
 """Command line: ``python -m hw1lib <command>`` or ``hw1 <command>``.
 
 Commands: ``standin`` (generate the stand-in data), ``classify`` and ``segment`` (the grader's
-interfaces), ``miou`` (the official metric on two folders), ``viz-mask`` (a mask overlay), ``report``
-(run the notebooks and export the report) and ``weights`` (list or fetch a profile's pretrained files).
+interfaces), ``miou`` (the official metric on two folders), ``runs`` and ``compare`` (the run folders as a
+table, two runs side by side), ``evaluate`` (a checkpoint's score on a labelled folder), ``viz-mask`` (a mask
+overlay), ``report`` (run the notebooks and export the report) and ``weights`` (list or fetch a profile's
+pretrained files).
 Each command is a thin wrapper over one package function; errors a user can fix (bad input, a path that
 cannot be read or written, a device that is not there) are printed as one line naming the path, exit
 status 2; a failed step (a notebook, the PDF, a download) exits 1.
@@ -35,14 +37,14 @@ def _standin(args: argparse.Namespace) -> None:
 def _classify(args: argparse.Namespace) -> None:
     from hw1lib.grading import classify_folder
 
-    rows = classify_folder(args.image_dir, args.output_csv, args.checkpoint, args.device)
+    rows = classify_folder(args.image_dir, args.output_csv, args.checkpoint, args.device, run=args.run_folder)
     print(f"wrote {rows} rows to {args.output_csv}")
 
 
 def _segment(args: argparse.Namespace) -> None:
     from hw1lib.grading import segment_folder
 
-    count = segment_folder(args.image_dir, args.output_dir, args.checkpoint, args.device)
+    count = segment_folder(args.image_dir, args.output_dir, args.checkpoint, args.device, run=args.run_folder)
     print(f"wrote {count} masks to {args.output_dir}")
 
 
@@ -50,6 +52,32 @@ def _miou(args: argparse.Namespace) -> None:
     from hw1lib.grading import format_miou, score_folders
 
     print(format_miou(score_folders(args.gt_dir, args.pred_dir)))
+
+
+def _runs(args: argparse.Namespace) -> None:
+    from hw1lib.runs_table import format_runs_table, runs_table
+
+    table = runs_table(args.root or None, args.profile, args.experiment)
+    if args.csv:
+        print(table.to_csv(index=False), end="")
+    elif table.empty:
+        from hw1lib.paths import runs_dir
+
+        print(f"no run folders under {args.root or runs_dir()} (with the filters given)")
+    else:
+        print(format_runs_table(table))
+
+
+def _compare(args: argparse.Namespace) -> None:
+    from hw1lib.runs_table import compare_runs, format_comparison
+
+    print(format_comparison(compare_runs(args.run_a, args.run_b, args.root or None)))
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from hw1lib.evaluation import evaluate_checkpoint, format_evaluation
+
+    print(format_evaluation(evaluate_checkpoint(args.checkpoint_or_run, args.data_dir, args.device)))
 
 
 def _viz_mask(args: argparse.Namespace) -> None:
@@ -110,6 +138,26 @@ def _train(args: argparse.Namespace) -> None:
         print(summary(result))
 
 
+def _checkpoint_options(p: argparse.ArgumentParser, task: str) -> None:
+    """``--checkpoint``, ``--run`` and ``--device`` of the grader's commands (hw1_1.sh/hw1_2.sh pass
+    HW1_CHECKPOINT and HW1_RUN as these)."""
+    p.add_argument(
+        "--checkpoint",
+        default=None,
+        help=f"a checkpoint file (HW1_CHECKPOINT in the course scripts); default: the grader's rule, best.pt of the "
+        f"best {task} run trained without overrides in the most complete profile (full, then demo, then smoke; "
+        "never a fast dev run), named on stderr",
+    )
+    p.add_argument(
+        "--run",
+        dest="run_folder",
+        metavar="RUN_DIR",
+        default=None,
+        help="a run folder: use its best.pt (HW1_RUN in the course scripts)",
+    )
+    p.add_argument("--device", default="auto")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with one sub-command per entry point."""
     parser = argparse.ArgumentParser(prog="hw1", description=__doc__.splitlines()[0])
@@ -131,21 +179,40 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("classify", help="write filename,label for every *.png of a folder")
     p.add_argument("image_dir")
     p.add_argument("output_csv")
-    p.add_argument("--checkpoint", default=None, help="default: best.pt of the latest finished classification run")
-    p.add_argument("--device", default="auto")
+    _checkpoint_options(p, "classification")
     p.set_defaults(run=_classify)
 
     p = commands.add_parser("segment", help="write a palette mask <stem>.png for every *.jpg of a folder")
     p.add_argument("image_dir")
     p.add_argument("output_dir")
-    p.add_argument("--checkpoint", default=None, help="default: best.pt of the latest finished segmentation run")
-    p.add_argument("--device", default="auto")
+    _checkpoint_options(p, "segmentation")
     p.set_defaults(run=_segment)
 
     p = commands.add_parser("miou", help="official per-class IoU and mIoU of predicted masks")
     p.add_argument("gt_dir", help="folder of {id}_mask.png ground truth")
     p.add_argument("pred_dir", help="folder of {id}.png (or {id}_sat.png) predictions")
     p.set_defaults(run=_miou)
+
+    p = commands.add_parser("runs", help="one row per run folder: parameters, status, best score, time, date")
+    p.add_argument("--profile", default=None, help="only this profile's runs (smoke, demo, full)")
+    p.add_argument("--experiment", default=None, help="only this experiment's runs")
+    p.add_argument("--csv", action="store_true", help="the table as CSV (all columns, raw numbers)")
+    p.add_argument("--root", default="", help="folder of profile folders (default: runs/, or $HW1_RUNS)")
+    p.set_defaults(run=_runs)
+
+    p = commands.add_parser("compare", help="two runs side by side: parameters that differ, metrics, per class")
+    p.add_argument("run_a", help="a run folder, or its name as `hw1 runs` shows it")
+    p.add_argument("run_b")
+    p.add_argument("--root", default="", help="where run names are looked up (default: runs/, or $HW1_RUNS)")
+    p.set_defaults(run=_compare)
+
+    p = commands.add_parser(
+        "evaluate", help="accuracy (P1) or mIoU (P2) of a checkpoint on a labelled folder, as its run measured it"
+    )
+    p.add_argument("checkpoint_or_run", help="a checkpoint file, or a run folder (its best.pt)")
+    p.add_argument("data_dir", help="P1: {label}_{id}.png files; P2: {id}_sat.jpg + {id}_mask.png pairs")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(run=_evaluate)
 
     p = commands.add_parser("viz-mask", help="draw a mask over its image (class colours and edges)")
     p.add_argument("image")

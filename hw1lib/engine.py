@@ -161,7 +161,8 @@ def train_one_epoch(
     """Train for one epoch over in-memory tensors, augmenting each batch on the device.
 
     Returns:
-        ``{"loss": mean training loss, task.metric: metric on the augmented training batches, "lr": last lr}``.
+        ``{"loss": mean training loss, task.metric: metric on the augmented training batches, "lr": last lr,
+        "step_losses": each step's mean training loss (this rank's share of the batch), for TensorBoard}``.
 
     Raises:
         FloatingPointError: the loss became NaN or infinite (names the epoch and the first such step; raised
@@ -176,6 +177,7 @@ def train_one_epoch(
     precision = resolve_precision(config, device)
     matrix = ConfusionMatrix(config.num_classes, device)
     losses: list[torch.Tensor] = []  # per step, on the device: reading them each step would stall a GPU
+    sizes: list[int] = []  # samples per step (this rank's), to turn the summed losses back into step means
     checked, seen = 0, 0
     bar = progress_bar(batches, desc=f"epoch {epoch}", disable=not progress)
     for step, index in enumerate(bar, start=1):
@@ -186,6 +188,7 @@ def train_one_epoch(
         outputs, loss = train_step(model, task, x, y, optimizer, scheduler, precision)
         matrix.update(task.predict(outputs).detach(), y)
         losses.append(loss.detach() * len(y))
+        sizes.append(len(y))
         seen += len(y)
         if step % FINITE_CHECK_EVERY == 0:
             _check_finite(losses[checked:], checked + 1, epoch)
@@ -195,12 +198,14 @@ def train_one_epoch(
                 loss=f"{float(sum(losses)) / seen:.3f}", **{task.metric: f"{task.summarize(matrix)[task.metric]:.3f}"}
             )
     _check_finite(losses[checked:], checked + 1, epoch)
-    total = torch.stack(losses).sum() if losses else torch.zeros((), device=device)
-    total, seen = _sum_over_ranks(matrix, total, seen)
+    stacked = torch.stack(losses) if losses else torch.zeros(0, device=device)
+    total, seen = _sum_over_ranks(matrix, stacked.sum(), seen)
     return {
         "loss": float(total) / seen if seen else 0.0,
         task.metric: task.summarize(matrix)[task.metric],
         "lr": optimizer.param_groups[0]["lr"],
+        # read once, here, where the epoch's end waits for the device anyway (this rank's batches)
+        "step_losses": (stacked.double().cpu() / torch.tensor(sizes, dtype=torch.float64)).tolist(),
     }
 
 

@@ -3,7 +3,8 @@
 The loops themselves (``train_one_epoch``, ``evaluate``) are :mod:`hw1lib.engine`'s; this module decides what to
 train, keeps the early-stopping state, and writes each epoch's files through :class:`hw1lib.runs.RunFolder`:
 ``last.pt`` after every epoch (an interruption at any point leaves the previous complete epoch, and a rerun
-continues from it), ``best.pt``, snapshots and kept masks, ``history.csv``, and ``metrics.json`` at the end.
+continues from it), ``best.pt``, snapshots and kept masks, ``history.csv``, TensorBoard events, and
+``metrics.json`` at the end.
 Under torchrun (:mod:`hw1lib.distributed`) rank 0 alone decides on reuse and resume and writes.
 """
 
@@ -119,6 +120,9 @@ def _train(
     train_x, train_y = _on_device(train.images, device), _on_device(_targets(train), device)
     val_x, val_y = val.images, _targets(val)
     keep = _keep_indices(config, val, folder)
+    steps = engine.steps_per_epoch(len(train.images), config)  # the TensorBoard step axis: optimizer steps
+    # purge_step: a resumed run hides the events of the epochs it trains again, so no step appears twice
+    writer = folder.tensorboard_writer(purge_step=state["epoch"] * steps + 1) if distributed.is_main() else None
     while state["epoch"] < config.epochs and not _patience_exhausted(config, state):
         epoch = state["epoch"] + 1
         tic = time.perf_counter()
@@ -166,13 +170,29 @@ def _train(
                 }
             )
             folder.write_history(state["history"])
+        if writer is not None:
+            _log_epoch(writer, row, train_metrics["step_losses"], epoch * steps)
         if on_epoch_end is not None:
             on_epoch_end(epoch, row)
+    if writer is not None:
+        writer.close()
     stop_reason = "completed all epochs"
     if state["epoch"] < config.epochs:
         stop_reason = f"early stopping: no improvement of val {task.metric} for {config.patience} epochs"
     result = _finish(folder, config, model, meta, state, task, stop_reason, time.perf_counter() - started)
     return {**result, "notes": notes}
+
+
+def _log_epoch(writer, row: dict, step_losses: list[float], last_step: int) -> None:
+    """Write one epoch to TensorBoard: each step's training loss (``step/train_loss``) and every history column
+    (``epoch/<column>``: losses, metrics, lr, seconds, per-class IoU) at the epoch's last optimizer step, flushed
+    so a long training's curves are live. history.csv stays what the report reads."""
+    for step, loss in enumerate(step_losses, start=last_step - len(step_losses) + 1):
+        writer.add_scalar("step/train_loss", loss, step)
+    for column, value in row.items():
+        if column != "epoch" and value is not None:
+            writer.add_scalar(f"epoch/{column}", value, last_step)
+    writer.flush()
 
 
 def _keep_indices(config: TrainConfig, val, folder: RunFolder) -> list[int] | None:

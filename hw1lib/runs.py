@@ -14,18 +14,23 @@ parameters is reused and a changed parameter trains into a new folder. Its files
     masks/reference.npz  inputs and ground truth of the kept validation ids (segmentation)
     masks/epoch_NNN.npz  their predicted class maps at every epoch
     embeddings.npz       PCA / t-SNE projections cached by the report (classification)
+    tensorboard/         TensorBoard event files: per-epoch scalars and the per-step training loss (rank 0)
 
 The notebooks and the report find "their" run with :func:`find_run`: the finished run whose stored
 configuration equals the one their recipe resolves to (profile, overrides, seed), never merely the newest,
 so a side experiment trained with other parameters never replaces it. No other module spells these names:
-the engine writes through :class:`RunFolder`, the notebooks, the report and the grader read through
-:class:`Run`, :func:`find_run` and :func:`latest_checkpoint`.
+the engine writes through :class:`RunFolder`, the notebooks and the report read through :class:`Run` and
+:func:`find_run`, ``hw1 runs`` through :meth:`RunFolder.summary`, and the grader's commands choose their
+checkpoint by :func:`choose_checkpoint` (the rule README states).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +43,7 @@ from hw1lib.io import atomic_write, remove_stale_temps, save_json, save_npz, sav
 from hw1lib.paths import runs_dir
 
 PARAMS, HISTORY, METRICS, LAST, BEST = "params.json", "history.csv", "metrics.json", "last.pt", "best.pt"
-MASKS, EMBEDDINGS = "masks", "embeddings.npz"
+MASKS, EMBEDDINGS, TENSORBOARD = "masks", "embeddings.npz", "tensorboard"
 
 
 def params_hash(params: dict) -> str:
@@ -46,10 +51,14 @@ def params_hash(params: dict) -> str:
     return hashlib.sha1(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
+#: the suffix of a fast dev run's profile folder (``runs/demo-fastdev``)
+FASTDEV_SUFFIX = "-fastdev"
+
+
 def profile_folder(profile: str, fast_dev_run: bool = False) -> str:
     """``<profile>``, or ``<profile>-fastdev`` for a fast dev run: the folder name of a profile's runs, figures
     and report, so that a fast dev run's meaningless numbers never mix with a real run's (or get reused by one)."""
-    return f"{profile}-fastdev" if fast_dev_run else profile
+    return f"{profile}{FASTDEV_SUFFIX}" if fast_dev_run else profile
 
 
 def default_out_root(out_dir: str | Path, profile: str, fast_dev_run: bool = False) -> Path:
@@ -58,6 +67,38 @@ def default_out_root(out_dir: str | Path, profile: str, fast_dev_run: bool = Fal
     if str(out_dir).strip():
         return Path(out_dir).expanduser()
     return runs_dir() / profile_folder(profile, fast_dev_run)
+
+
+#: the keys of :meth:`RunFolder.summary`, in the order ``hw1 runs`` shows them
+SUMMARY_KEYS = (
+    "experiment",
+    "profile",
+    "folder",
+    "label",
+    "overrides",
+    "seed",
+    "status",
+    "epochs",
+    "epochs_planned",
+    "metric",
+    "best",
+    "best_epoch",
+    "train_seconds",
+    "finished",
+    "task",
+    "fast_dev_run",
+    "run_dir",
+)
+
+
+def _date(stamp: object) -> str | None:
+    """``2026-12-05 09:40`` from metrics.json's ``finished`` (``%Y-%m-%dT%H:%M:%S%z``); the text as is otherwise."""
+    if not isinstance(stamp, str):
+        return None
+    try:
+        return time.strftime("%Y-%m-%d %H:%M", time.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S"))
+    except ValueError:
+        return stamp
 
 
 def _epoch_of(path: Path) -> int:
@@ -82,7 +123,7 @@ class RunFolder:
 
     # paths
     def file(self, which: str) -> Path:
-        """``params``, ``history``, ``metrics``, ``last``, ``best`` or ``embeddings``."""
+        """``params``, ``history``, ``metrics``, ``last``, ``best``, ``embeddings`` or ``tensorboard`` (a folder)."""
         names = {
             "params": PARAMS,
             "history": HISTORY,
@@ -90,6 +131,7 @@ class RunFolder:
             "last": LAST,
             "best": BEST,
             "embeddings": EMBEDDINGS,
+            "tensorboard": TENSORBOARD,
         }
         return self.path / names[which]
 
@@ -112,7 +154,90 @@ class RunFolder:
         """Epochs with kept validation masks, ascending."""
         return sorted(_epoch_of(p) for p in (self.path / MASKS).glob("epoch_*.npz"))
 
+    def tensorboard_dir(self) -> Path:
+        """The folder of the run's TensorBoard event files (``tensorboard --logdir runs/`` finds it)."""
+        return self.file("tensorboard")
+
+    def summary(self) -> dict:
+        """What ``hw1 runs`` shows of this folder, read lightly (no checkpoint opened unless history.csv is
+        missing) and never raising: a half-written or unreadable run gives a row whose ``status`` says so.
+
+        Returns:
+            ``experiment, profile, folder, label, overrides (dict or None), seed, status, epochs (done),
+            epochs_planned, metric, best, best_epoch, train_seconds, finished, task, fast_dev_run, run_dir``.
+        """
+        row = dict.fromkeys(SUMMARY_KEYS) | {
+            "experiment": self.name,
+            "folder": self.path.name,
+            "fast_dev_run": self.path.parent.name.endswith(FASTDEV_SUFFIX),
+            "run_dir": str(self.path),
+        }
+        params, problem = _read_json(self.file("params"))
+        if params is None:
+            return {**row, "status": problem}
+        config = params.get("config") if isinstance(params.get("config"), dict) else {}
+        recipe = recipe_of(self.path, params)
+        row.update({k: recipe[k] for k in ("experiment", "profile", "overrides", "label", "fast_dev_run")})
+        row.update(seed=config.get("seed"), epochs_planned=config.get("epochs"), task=config.get("task"))
+        row["metric"] = {"classification": "acc", "segmentation": "miou"}.get(row["task"])
+        return self._finished_row(row) if self.is_finished() else self._unfinished_row(row)
+
+    def _finished_row(self, row: dict) -> dict:
+        """A finished run's row: everything from ``metrics.json``."""
+        metrics, problem = _read_json(self.file("metrics"))
+        if metrics is None:
+            return {**row, "status": problem}
+        metric = metrics.get("metric", row["metric"])
+        row.update(
+            metric=metric,
+            best=metrics.get(f"best_val_{metric}"),
+            best_epoch=metrics.get("best_epoch"),
+            epochs=metrics.get("final_epoch"),
+            train_seconds=metrics.get("train_seconds"),
+            finished=_date(metrics.get("finished")),
+        )
+        return {**row, "status": "fast dev" if row["fast_dev_run"] else "finished"}
+
+    def _unfinished_row(self, row: dict) -> dict:
+        """An interrupted (or still running) run's row: its progress from ``history.csv``, else ``last.pt``."""
+        try:
+            history = pd.read_csv(self.file("history"))
+            done, problem = len(history), ""
+            column = history.get(f"val_{row['metric']}")
+            if column is not None and column.notna().any() and "epoch" in history:
+                best = int(column.idxmax())
+                row.update(best=float(column.iloc[best]), best_epoch=int(history["epoch"].iloc[best]))
+            if "seconds" in history:
+                row["train_seconds"] = float(history["seconds"].sum())
+        except FileNotFoundError:
+            done, problem = self._last_epoch(), f"{HISTORY} is missing"
+        except (OSError, ValueError, KeyError, TypeError) as error:  # pandas' read errors are ValueErrors
+            done, problem = self._last_epoch(), f"{HISTORY} is unreadable ({type(error).__name__})"
+        row["epochs"] = done
+        if done is None:
+            status = f"{problem}; {LAST} is unreadable"
+        elif done == 0:
+            status = f"interrupted before epoch 1 of {row['epochs_planned']} finished"
+        else:
+            status = f"interrupted at epoch {done} of {row['epochs_planned']}"
+        return {**row, "status": f"fast dev, {status}" if row["fast_dev_run"] else status}
+
+    def _last_epoch(self) -> int | None:
+        """The epoch of ``last.pt`` (0 when there is none yet), or None when it cannot be read."""
+        if not self.file("last").exists():
+            return 0
+        try:
+            return int(read_checkpoint(self.file("last")).get("epoch", 0))
+        except (CheckpointError, OSError, ValueError):
+            return None
+
     # writing
+    def tensorboard_writer(self, purge_step: int | None = None):
+        """A ``SummaryWriter`` on :meth:`tensorboard_dir`; ``purge_step`` hides the events a resumed run rewrites."""
+        from torch.utils.tensorboard import SummaryWriter  # imports tensorboard: only when a run trains
+
+        return SummaryWriter(log_dir=str(self.tensorboard_dir()), purge_step=purge_step)
+
     def start(self, record: dict) -> list[Path]:
         """Create the folder, clear temporary files a killed writer left, write ``params.json``; return the cleared."""
         self.path.mkdir(parents=True, exist_ok=True)
@@ -205,38 +330,244 @@ def _differing(wanted: dict, found: dict) -> str:
     return text + (f" and {len(keys) - 4} more" if len(keys) > 4 else "")
 
 
-def latest_checkpoint(task: str, root: Path | None = None) -> Path:
-    """``best.pt`` of the most recently finished run of ``task`` under ``root`` (default: the runs folder).
+#: the profiles the grader's rule considers, the most complete first
+PROFILE_ORDER = ("full", "demo", "smoke")
 
-    Fast dev runs (a few batches, meaningless weights) are never chosen.
+
+def _read_json(path: Path) -> tuple[dict | None, str]:
+    """``(content, "")``, or ``(None, why)`` for a missing, unreadable or non-object JSON file (never raises)."""
+    try:
+        content = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None, f"{path.name} is missing"
+    except (OSError, ValueError) as error:
+        return None, f"{path.name} is unreadable ({type(error).__name__}: {error})"
+    if not isinstance(content, dict):
+        return None, f"{path.name} is unreadable (not a JSON object)"
+    return content, ""
+
+
+def is_fast_dev_run(run_dir: Path, params: dict) -> bool:
+    """Whether a run is a fast dev run (a few batches, meaningless weights): its ``recipe`` says so, it lies in a
+    ``<profile>-fastdev`` folder, or its config caps the validation batches (``max_eval_batches``)."""
+    recipe = params.get("recipe") if isinstance(params.get("recipe"), dict) else {}
+    config = params.get("config") if isinstance(params.get("config"), dict) else {}
+    return (
+        bool(recipe.get("fast_dev_run"))
+        or Path(run_dir).parent.name.endswith(FASTDEV_SUFFIX)
+        or config.get("max_eval_batches") is not None
+    )
+
+
+def recipe_of(run_dir: str | Path, params: dict) -> dict:
+    """What a run is relative to its recipe: ``{"experiment", "profile", "overrides", "fast_dev_run", "label"}``.
+
+    From ``params["recipe"]`` when the run has it; for a run written before that key, the profile is the name of
+    the run folder's parent (``runs/<profile>/...``), or else the profile whose recipe the config matches, and
+    the overrides are :func:`hw1lib.config.recipe_diff` of the stored config. ``profile`` or ``overrides`` is
+    ``None`` where they cannot be told (an experiment without a recipe, a foreign folder).
+    """
+    run_dir = Path(run_dir)
+    stored = params.get("recipe")
+    fast = is_fast_dev_run(run_dir, params)
+    if isinstance(stored, dict):
+        overrides = stored.get("overrides")
+        return {
+            "experiment": stored.get("experiment") or params.get("name") or RunFolder(run_dir).name,
+            "profile": stored.get("profile"),
+            "overrides": overrides if isinstance(overrides, dict) else None,
+            "fast_dev_run": fast,
+            "label": stored.get("label"),
+        }
+    experiment = params.get("name") or RunFolder(run_dir).name
+    config = params.get("config") if isinstance(params.get("config"), dict) else {}
+    row = {"experiment": experiment, "profile": None, "overrides": None, "fast_dev_run": fast, "label": None}
+    parent = run_dir.parent.name.removesuffix(FASTDEV_SUFFIX)
+    if parent in PROFILE_ORDER:
+        return {**row, "profile": parent, "overrides": _recipe_diff_or_none(experiment, parent, config)}
+    for profile in PROFILE_ORDER:  # a folder of its own (--out-dir): the profile whose recipe the config is
+        if _recipe_diff_or_none(experiment, profile, config) == {}:
+            return {**row, "profile": profile, "overrides": {}}
+    return row
+
+
+def _recipe_diff_or_none(experiment: str, profile: str, config: dict) -> dict | None:
+    """:func:`hw1lib.config.recipe_diff`, or None for an experiment without a recipe or a foreign config."""
+    from hw1lib.config import recipe_diff
+
+    try:
+        return recipe_diff(experiment, profile, config)
+    except (ValueError, TypeError, KeyError):
+        return None
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The checkpoint the grader's commands use, and why (said in one line by :meth:`describe`)."""
+
+    task: str
+    path: Path
+    how: str  # "rule" (the grader's rule), "run" (--run / HW1_RUN) or "checkpoint" (--checkpoint / HW1_CHECKPOINT)
+    run_dir: Path | None = None
+    experiment: str | None = None
+    profile: str | None = None
+    metric: str | None = None
+    score: float | None = None
+    epoch: int | None = None
+
+    def describe(self) -> str:
+        """One line naming the file, the run (folder, experiment, profile, score) and how it was chosen."""
+        if self.how == "checkpoint":
+            return f"{self.path} (given by --checkpoint / HW1_CHECKPOINT)"
+        score = "no recorded score" if self.score is None else f"best val {self.metric} {self.score:.4f}"
+        if self.epoch is not None:
+            score += f" at epoch {self.epoch}"
+        what = f"{self.path}: run {self.run_dir}, experiment {self.experiment}, profile {self.profile}, {score}"
+        if self.how == "run":
+            return f"{what} (given by --run / HW1_RUN)"
+        return f"{what} (the grader's rule, see README; HW1_RUN or HW1_CHECKPOINT choose another)"
+
+
+def _stderr(text: str) -> None:
+    print(text, file=sys.stderr)
+
+
+def choose_checkpoint(task: str, root: Path | None = None, warn: Callable[[str], None] = _stderr) -> Choice:
+    """The grader's rule: ``best.pt`` of the best recipe run of ``task`` in the most complete profile.
+
+    The profile: the first of :data:`PROFILE_ORDER` (``full``, ``demo``, ``smoke``) holding a finished run of
+    ``task`` trained without overrides (any seed); fast dev runs never count. Then, among that profile's such
+    runs (any experiment of the task), the best validation score (ties: the later finished). A run whose
+    ``metrics.json`` or ``params.json`` cannot be read is named through ``warn``, never skipped silently.
+
+    Args:
+        task: ``classification`` or ``segmentation``.
+        root: the folder of profile folders (default: ``runs/``, or ``$HW1_RUNS``).
+        warn: called with one line per unreadable run.
 
     Raises:
-        FileNotFoundError: no finished run of that task (says where it looked and what to do).
+        FileNotFoundError: no such run (says where it looked, what was left out and what to do).
     """
     root = Path(root) if root is not None else runs_dir()
-    finished = []
-    for metrics_file in root.rglob(METRICS):
-        try:
-            metrics = json.loads(metrics_file.read_text())
-        except (OSError, json.JSONDecodeError):
+    candidates: list[tuple[int, float, float, Choice]] = []
+    left_out: list[str] = []
+    for metrics_file in sorted(root.rglob(METRICS)):
+        run_dir = metrics_file.parent
+        found = _finished_run_of(task, run_dir, warn)
+        if found is None:
             continue
-        best = metrics_file.parent / BEST
-        if metrics.get("task") == task and best.exists() and not _is_fast_dev_run(metrics_file.parent):
-            finished.append((metrics_file.stat().st_mtime, str(best)))
-    if not finished:
+        params, metrics = found
+        recipe = recipe_of(run_dir, params)
+        if recipe["fast_dev_run"] or recipe["profile"] not in PROFILE_ORDER:
+            continue
+        if recipe["overrides"] is None or set(recipe["overrides"]) - {"seed"}:  # any seed is the recipe
+            left_out.append(run_dir.name)
+            continue
+        choice = _rule_choice(task, run_dir, recipe, metrics, warn)
+        if choice is not None:
+            rank = -PROFILE_ORDER.index(recipe["profile"])
+            candidates.append((rank, choice.score, metrics_file.stat().st_mtime, choice))
+    if not candidates:
+        others = ""
+        if left_out:
+            others = f"; left out {len(left_out)} run(s) trained with overrides: {', '.join(left_out[:5])}"
         raise FileNotFoundError(
-            f"no finished {task} run with a {BEST} under {root}; train one first "
-            "(the notebooks or `make report`) or pass --checkpoint PATH"
+            f"no finished {task} run of a recipe (profile full, demo or smoke, no overrides, not a fast dev run) "
+            f"under {root}{others}; train one (the notebooks, `make report` or `hw1 train`), or choose one with "
+            "--run RUN_DIR / HW1_RUN, or --checkpoint PATH / HW1_CHECKPOINT"
         )
-    return Path(max(finished)[1])
+    return max(candidates, key=lambda c: c[:3])[3]
 
 
-def _is_fast_dev_run(run_dir: Path) -> bool:
-    try:
-        config = json.loads((run_dir / PARAMS).read_text()).get("config", {})
-    except (OSError, json.JSONDecodeError):
-        return False
-    return config.get("max_eval_batches") is not None
+def _finished_run_of(task: str, run_dir: Path, warn: Callable[[str], None]) -> tuple[dict, dict] | None:
+    """``(params, metrics)`` of a finished run of ``task`` with a ``best.pt``; None otherwise, after a warning
+    naming the run when a file of it cannot be read (unless its readable params say it is of the other task)."""
+    params, params_problem = _read_json(run_dir / PARAMS)
+    config = (params or {}).get("config")
+    if isinstance(config, dict) and config.get("task") not in (None, task):
+        return None
+    metrics, metrics_problem = _read_json(run_dir / METRICS)
+    if params is None or metrics is None:
+        warn(f"warning: left out run {run_dir}: {params_problem or metrics_problem}")
+        return None
+    if metrics.get("task") != task or not (run_dir / BEST).exists():
+        return None
+    return params, metrics
+
+
+def _rule_choice(task: str, run_dir: Path, recipe: dict, metrics: dict, warn: Callable[[str], None]) -> Choice | None:
+    """The :class:`Choice` of a recipe run, or None (after a warning) when it records no score."""
+    metric = metrics.get("metric")
+    score = metrics.get(f"best_val_{metric}")
+    if not isinstance(score, (int, float)) or score != score:  # missing or NaN
+        warn(f"warning: left out run {run_dir}: metrics.json has no best_val_{metric} score")
+        return None
+    return Choice(
+        task=task,
+        path=run_dir / BEST,
+        how="rule",
+        run_dir=run_dir,
+        experiment=recipe["experiment"],
+        profile=recipe["profile"],
+        metric=metric,
+        score=float(score),
+        epoch=metrics.get("best_epoch"),
+    )
+
+
+def checkpoint_choice(
+    task: str,
+    checkpoint: str | Path | None = None,
+    run: str | Path | None = None,
+    root: Path | None = None,
+    warn: Callable[[str], None] = _stderr,
+) -> Choice:
+    """The checkpoint of the grader's commands: the file given, ``best.pt`` of the run folder given, or the rule's.
+
+    Raises:
+        ValueError: both given, a folder given as the checkpoint, or a file given as the run.
+        FileNotFoundError: what was given does not exist, or the run folder has no ``best.pt``; no run for the rule.
+    """
+    if checkpoint and run:
+        raise ValueError(
+            "give a checkpoint (--checkpoint / HW1_CHECKPOINT) or a run folder (--run / HW1_RUN), not both"
+        )
+    if checkpoint:
+        path = Path(checkpoint)
+        if path.is_dir():
+            raise ValueError(
+                f"checkpoint {path} is a folder, not a checkpoint file; for a run folder use --run {path} "
+                f"(HW1_RUN={path} for hw1_1.sh/hw1_2.sh), or name its {BEST}"
+            )
+        if not path.exists():
+            raise FileNotFoundError(f"checkpoint {path} does not exist (--checkpoint / HW1_CHECKPOINT)")
+        return Choice(task=task, path=path, how="checkpoint")
+    if run:
+        run_dir = Path(run)
+        if not run_dir.exists():
+            raise FileNotFoundError(f"run folder {run_dir} does not exist (--run / HW1_RUN)")
+        if not run_dir.is_dir():
+            raise ValueError(
+                f"run {run_dir} is a file, not a run folder; for a checkpoint file use --checkpoint {run_dir} "
+                f"(HW1_CHECKPOINT={run_dir} for hw1_1.sh/hw1_2.sh)"
+            )
+        if not (run_dir / BEST).exists():
+            raise FileNotFoundError(
+                f"{run_dir / BEST} is missing: {run_dir} is not a run folder, or its training has not finished an epoch"
+            )
+        row = RunFolder(run_dir).summary()
+        return Choice(
+            task=task,
+            path=run_dir / BEST,
+            how="run",
+            run_dir=run_dir,
+            experiment=row["experiment"],
+            profile=row["profile"],
+            metric=row["metric"],
+            score=row["best"],
+            epoch=row["best_epoch"],
+        )
+    return choose_checkpoint(task, root, warn)
 
 
 @dataclass

@@ -15,7 +15,6 @@ from hw1lib.engine import epoch_batches, lr_factor, steps_per_epoch
 from hw1lib.runs import (
     RunFolder,
     early_middle_final,
-    latest_checkpoint,
     load_run,
     params_hash,
     stage_labels,
@@ -137,18 +136,6 @@ def finished_run(root, name, task, age_s, params=None):
     stamp = time.time() - age_s
     os.utime(folder.file("metrics"), (stamp, stamp))
     return folder
-
-
-def test_latest_checkpoint_picks_the_newest_finished_run_of_the_task(tmp_path):
-    finished_run(tmp_path / "demo", "p1_model_a", "classification", age_s=300)
-    newest = finished_run(tmp_path / "smoke", "p1_model_b", "classification", age_s=10)
-    finished_run(tmp_path / "demo", "p2_model_a", "segmentation", age_s=1)  # newer, but the other task
-    unfinished = RunFolder(tmp_path / "demo" / "p1_model_a-unfinished")
-    unfinished.start({})
-    unfinished.save_weights({"model": {}, "meta": {}, "epoch": 1}, "best")  # best.pt without metrics.json
-    assert latest_checkpoint("classification", tmp_path) == newest.file("best")
-    with pytest.raises(FileNotFoundError, match="no finished segmentation run"):
-        latest_checkpoint("segmentation", tmp_path / "smoke")
 
 
 def test_start_removes_temp_files_a_killed_writer_left(tmp_path):

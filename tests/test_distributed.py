@@ -31,7 +31,7 @@ from hw1lib.engine import evaluate, even_batches
 from hw1lib.fit import fit
 from hw1lib.notebook import setup
 from hw1lib.precision import resolve_precision
-from hw1lib.runs import find_run, latest_checkpoint, stage_labels
+from hw1lib.runs import choose_checkpoint, find_run, stage_labels
 from hw1lib.tasks import build_task
 from hw1lib.train import DIE_AT_EPOCH_ENV, train_experiment
 
@@ -127,7 +127,8 @@ def test_two_process_run_folder_is_complete_and_readable(p1_runs, shared_cache):
     assert p1_runs.one.params["world_size"] == 1 and p1_runs.one.params["backend"] is None
     assert not any(key.startswith("module.") for key in read_checkpoint(run.checkpoint(None))["model"])
     assert not any(key.startswith("module.") for key in read_checkpoint(run.folder.file("last"))["model"])
-    assert latest_checkpoint("classification", run.run_dir.parent) == run.checkpoint(None)
+    assert choose_checkpoint("classification", run.run_dir.parent).path == run.checkpoint(None)
+    assert len(list(run.folder.tensorboard_dir().glob("events.out.tfevents.*"))) == 1  # rank 0's alone
     assert "model A" in report.implementation_details(run).index.name and report.curve_sentence(run)
     assert "[rank 0]" in p1_runs.job.stderr and "trained" in p1_runs.job.stdout
 

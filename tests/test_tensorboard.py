@@ -1,0 +1,105 @@
+"""Live curves: every trained run folder holds TensorBoard events whose scalars are history.csv's, step by step."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from hw1lib.config import TrainConfig
+from hw1lib.engine import epoch_batches
+from hw1lib.fit import fit
+from hw1lib.runs import RunFolder
+
+
+class Interrupt(Exception):
+    pass
+
+
+def tiny(n: int, seed: int, key: str) -> SimpleNamespace:
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 5
+    images = (torch.rand(n, 3, 32, 32, generator=generator) * 60 + labels[:, None, None, None] * 40).to(torch.uint8)
+    return SimpleNamespace(images=images, labels=labels, key=key)
+
+
+CONFIG = TrainConfig(
+    task="classification",
+    model="vgg_like",
+    num_classes=5,
+    model_kwargs={"widths": [4, 8, 8], "hidden": 16},
+    epochs=3,
+    batch_size=16,
+    lr=3e-3,
+    seed=1,
+)
+
+
+def scalars(run_dir) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar tag of the run's event files as ``[(step, value), ...]`` (purged steps already dropped)."""
+    events = EventAccumulator(str(RunFolder(run_dir).tensorboard_dir()), size_guidance={"scalars": 0})
+    events.Reload()
+    return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+def assert_events_match_history(run_dir, n: int) -> None:
+    """The run's events against its history.csv (``n`` training samples, :data:`CONFIG`'s batches)."""
+    sizes = [len(batch) for batch in epoch_batches(n, CONFIG.batch_size)]
+    steps = len(sizes)
+    history = pd.read_csv(RunFolder(run_dir).file("history"))
+    logged = scalars(run_dir)
+    epochs = history["epoch"].tolist()
+    for column in history.columns.drop("epoch"):
+        assert [s for s, _ in logged[f"epoch/{column}"]] == [e * steps for e in epochs], column
+        assert [v for _, v in logged[f"epoch/{column}"]] == pytest.approx(history[column].tolist(), rel=1e-6), column
+    step_losses = logged["step/train_loss"]
+    assert [s for s, _ in step_losses] == list(range(1, epochs[-1] * steps + 1))  # every step once, in order
+    for epoch, loss in zip(epochs, history["train_loss"]):  # the per-step losses average to the epoch's loss
+        of_epoch = [v for s, v in step_losses if (epoch - 1) * steps < s <= epoch * steps]
+        assert sum(v * size for v, size in zip(of_epoch, sizes)) / n == pytest.approx(loss, rel=1e-5)
+
+
+def test_a_training_writes_events_that_match_history_csv(tmp_path):
+    train, val = tiny(60, 0, "t"), tiny(30, 1, "v")
+    result = fit(CONFIG, train, val, tmp_path, "p1_tb", device="cpu", progress=False)
+    assert list(RunFolder(result["run_dir"]).tensorboard_dir().glob("events.out.tfevents.*"))
+    assert_events_match_history(result["run_dir"], 60)
+    reused = fit(CONFIG, train, val, tmp_path, "p1_tb", device="cpu", progress=False)
+    assert reused["reused"]  # a reused run writes nothing more
+    assert len(list(RunFolder(result["run_dir"]).tensorboard_dir().iterdir())) == 1
+
+
+def test_a_run_trained_again_from_epoch_one_shows_each_step_once(tmp_path):
+    """Interrupted after epoch 2, then its last.pt found unreadable: the rerun trains epochs 1-3 again, and the
+    events of the first attempt are purged (SummaryWriter's purge_step), so TensorBoard shows each step once."""
+    train, val = tiny(60, 0, "t"), tiny(30, 1, "v")
+
+    def stop_after_two(epoch, row):
+        if epoch == 2:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        fit(CONFIG, train, val, tmp_path, "p1_tb", device="cpu", progress=False, on_epoch_end=stop_after_two)
+    folder = RunFolder(next(tmp_path.glob("p1_tb-*")))
+    assert len(scalars(folder.path)["epoch/train_loss"]) == 2
+    folder.file("last").write_bytes(b"cut short")
+    result = fit(CONFIG, train, val, tmp_path, "p1_tb", device="cpu", progress=False)
+    assert "started this run over from epoch 1" in result["notes"][0]
+    assert_events_match_history(folder.path, 60)
+
+
+def test_a_resumed_run_continues_the_curves_without_duplicates(tmp_path):
+    train, val = tiny(60, 0, "t"), tiny(30, 1, "v")
+
+    def stop_after_one(epoch, row):
+        if epoch == 1:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        fit(CONFIG, train, val, tmp_path, "p1_tb", device="cpu", progress=False, on_epoch_end=stop_after_one)
+    result = fit(CONFIG, train, val, tmp_path, "p1_tb", device="cpu", progress=False)
+    assert len(list(RunFolder(result["run_dir"]).tensorboard_dir().glob("events.out.tfevents.*"))) == 2
+    assert_events_match_history(result["run_dir"], 60)
