@@ -74,7 +74,7 @@ class Session:
         )
         run = load_current(self.out_root, experiment)
         line = (
-            f"Run folder `{run.run_dir.name}` ({'reused' if result['reused'] else 'trained now'}): "
+            f"Run folder `{run.run_dir.name}` ({_action(result)}): "
             f"{run.metrics['final_epoch']} epochs, {run.metrics['train_seconds']:.0f} s of training; "
             f"{run.metrics['stop_reason']}. Weights: {run.metrics['weights_source']}."
         )
@@ -92,6 +92,15 @@ class Session:
 
         save_figure(fig, name, folder=self.figures)
         return fig
+
+
+def _action(result: dict) -> str:
+    """How ``fit`` got its run: reused, resumed from an interrupted run's last complete epoch, or trained now."""
+    if result["reused"]:
+        return "reused"
+    if result.get("resumed_from_epoch"):
+        return f"resumed from epoch {result['resumed_from_epoch']} of {result['epochs_planned']}"
+    return "trained now"
 
 
 def setup(

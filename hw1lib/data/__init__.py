@@ -8,6 +8,7 @@ Typical use (what the notebooks do)::
 
 from __future__ import annotations
 
+import numbers
 from pathlib import Path
 
 from hw1lib.data.classification import ClassificationSet, load_classification_folder
@@ -37,6 +38,7 @@ def prepare_data_root(data_root: str | Path = "", profile: str = "demo", seed: i
         profile: ``smoke``/``demo``/``full``: the stand-in size when ``data_root`` is empty.
         seed: the stand-in's seed.
     """
+    check_profile_and_seed(profile, seed)
     if str(data_root).strip():
         return find_data_root(data_root)
     from hw1lib.data.standin import generate_standin  # only needed when no real data is given
@@ -44,6 +46,20 @@ def prepare_data_root(data_root: str | Path = "", profile: str = "demo", seed: i
     out = standin_dir(profile)
     generate_standin(out, size=profile, seed=seed)
     return find_data_root(out)
+
+
+def check_profile_and_seed(profile: object, seed: object) -> None:
+    """Refuse a bad ``profile`` or ``seed`` (papermill ``-p``, a notebook's parameters cell) in one line, first.
+
+    Why here: these two choose the stand-in, so a wrong value would otherwise surface as a stand-in error
+    ("unknown stand-in size", or "a different stand-in exists: overwrite it") that misleads.
+    """
+    from hw1lib.config import PROFILES
+
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILES)}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise ValueError(f"seed must be a whole number (e.g. -p seed 0), got {seed!r} ({type(seed).__name__})")
 
 
 def data_source(where: DataRoot | str | Path) -> str:
