@@ -63,6 +63,18 @@ def _read_entry(entry: Path) -> dict[str, np.ndarray]:
         raise ValueError(f"cache file {current} cannot be read ({type(error).__name__}: {error})") from None
 
 
+def _disk_full(error: OSError, folder: Path, needed: int) -> bool:
+    """Whether a write error means a full disk: ENOSPC/EDQUOT, or a short write (NumPy's ``tofile`` reports
+    "N requested and M written" with no errno) where the file system has less room than the entry needs."""
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    try:
+        fs = os.statvfs(folder)
+    except OSError:
+        return False
+    return fs.f_bavail * fs.f_frsize < needed
+
+
 def _note(text: str) -> None:
     print(f"hw1lib cache: {text}", file=sys.stderr)
 
@@ -104,7 +116,7 @@ def cached_arrays(
     except OSError as error:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
-        if error.errno in (errno.ENOSPC, errno.EDQUOT):  # the data is decoded: go on, uncached, and say why
+        if _disk_full(error, cache_root, sum(a.nbytes for a in arrays.values())):  # go on uncached, say why
             _note(f"disk full while writing {entry}; continuing without caching (free space, or set HW1_CACHE)")
         elif not (entry / "done").exists():  # else another process won the race: its entry is as good
             raise
