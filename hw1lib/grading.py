@@ -150,9 +150,9 @@ def remove_stale_staging(out_dir: Path) -> list[Path]:
     """Remove the staging folders a killed ``segment`` left (inside ``out_dir``, or beside it when it did not
     exist yet), those of processes no longer alive; return them."""
     removed = []
-    candidates = list(out_dir.glob(f"{STAGING}*")) if out_dir.is_dir() else []
-    if out_dir.parent.is_dir():
-        candidates += list(out_dir.parent.glob(f".{out_dir.name}{TMP_MARK}*"))
+    candidates = [p for p in out_dir.iterdir() if p.name.startswith(STAGING)] if out_dir.is_dir() else []
+    if out_dir.parent.is_dir():  # names compared as text: a folder name may hold glob characters
+        candidates += [p for p in out_dir.parent.iterdir() if p.name.startswith(f".{out_dir.name}{TMP_MARK}")]
     for folder in candidates:
         pid = folder.name.rsplit(TMP_MARK, 1)[-1]
         if folder.is_dir() and pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
