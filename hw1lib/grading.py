@@ -28,7 +28,7 @@ from PIL import Image
 
 from hw1lib.checkpoints import load_model
 from hw1lib.data.classification import load_classification_folder
-from hw1lib.data.images import image_mode, list_images, read_rgb
+from hw1lib.data.images import check_header, image_mode, list_images, read_rgb
 from hw1lib.data.palette import CLASS_NAMES, SCORED_CLASSES, decode_mask, encode_mask
 from hw1lib.io import TMP_MARK, check_output_dir, check_output_file, disk_full, write_text
 from hw1lib.metrics import ConfusionMatrix
@@ -220,6 +220,8 @@ def segment_folder(
     image_dir, out_dir = Path(image_dir), Path(out_dir)
     files = list_images(image_dir, (".jpg", ".jpeg"))  # refuses 0001.jpg beside 0001.JPEG: one mask name
     check_output_dir(out_dir)
+    for path in files:  # headers only: a huge or foreign file is refused before the model is even built
+        check_header(path)
     remove_stale_staging(out_dir)
     device = resolve_device(device)
     model, _ = load_model(checkpoint or latest_checkpoint("segmentation"), device, task="segmentation")

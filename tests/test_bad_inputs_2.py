@@ -413,6 +413,17 @@ def test_a_second_training_of_the_same_run_stops_naming_the_holder(tmp_path):
             pass
 
 
+def test_the_train_command_says_busy_in_one_line_with_exit_2(monkeypatch, capsys):
+    import hw1lib.train
+
+    def busy(*args, **kwargs):
+        raise RunBusyError("run folder runs/demo/p1_model_a-x is being trained by process 7 on host since 10:00")
+
+    monkeypatch.setattr(hw1lib.train, "train_command", busy)
+    status, err = run_cli(["train", "p1_model_a"], capsys)
+    one_error_line(status, err, "hw1 train: error: run folder", "is being trained by process 7")
+
+
 # ---- interrupts ---------------------------------------------------------------------------------------
 
 _TRAIN_CLI = textwrap.dedent("""
@@ -496,6 +507,7 @@ def png_header_only(path: Path, width: int, height: int) -> Path:
     return path
 
 
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # pytest resets the package's filter
 @pytest.mark.parametrize("side, words", [(20000, "image is too large"), (10000, "above the limit of 36 Mpx")])
 def test_a_huge_image_is_refused_from_its_header(side, words, tmp_path, ckpt, capsys):
     folder = tmp_path / "p2"
