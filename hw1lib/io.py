@@ -148,7 +148,7 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
 
     Only a regular file (or nothing) is ever replaced: a FIFO, a character device or ``/dev/stdout`` receives the
     complete content (produced in memory first) written through, and stays what it was; a folder, socket or block
-    device is refused (:func:`write_target`).
+    device is refused (:func:`write_target`); a symbolic link stays a link, and the file it points to is replaced.
 
     Args:
         path: the file to (re)place; its folder is created.
@@ -162,12 +162,14 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
         OSError: the disk is full (``ENOSPC``, re-raised naming ``path``: "disk full while writing PATH"), or
             another write error.
     """
-    path = Path(path)
+    path = given = Path(path)
     if write_target(path) == "through":
         buffer = io.BytesIO()
         write(buffer)
         _write_through(path, buffer.getvalue())
         return path
+    if path.is_symlink():  # replace the file the link points to, not the link itself
+        path = path.resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}")
     try:
@@ -183,7 +185,7 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
             raise disk_full(path) from None
         raise
     _fsync_dir(path.parent)
-    return path
+    return given
 
 
 def disk_full(path: str | Path) -> OSError:

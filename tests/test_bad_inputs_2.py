@@ -165,6 +165,16 @@ def test_a_character_device_is_written_through_not_replaced(tmp_path):
     assert stat.S_ISCHR(os.lstat(node).st_mode) and hidden(tmp_path) == []
 
 
+def test_a_symbolic_link_stays_a_link_and_its_file_is_replaced(tmp_path):
+    target = tmp_path / "results" / "pred.csv"
+    target.parent.mkdir()
+    target.write_text("old\n")
+    link = tmp_path / "pred.csv"
+    link.symlink_to(target)
+    atomic_write(link, lambda handle: handle.write(b"new\n"))
+    assert link.is_symlink() and target.read_text() == "new\n" and hidden(target.parent) == []
+
+
 def test_a_socket_as_output_is_refused_in_one_line(tmp_path, p1_dir, ckpt, capsys):
     path = tmp_path / "sock"
     server = socket.socket(socket.AF_UNIX)
