@@ -52,7 +52,7 @@ def _segment(args: argparse.Namespace) -> None:
 def _miou(args: argparse.Namespace) -> None:
     from hw1lib.grading import format_miou, score_folders
 
-    print(format_miou(score_folders(args.gt_dir, args.pred_dir)))
+    print(format_miou(score_folders(args.gt_dir, args.pred_dir, class_indices=args.class_indices)))
 
 
 def _viz_mask(args: argparse.Namespace) -> None:
@@ -144,6 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("miou", help="official per-class IoU and mIoU of predicted masks")
     p.add_argument("gt_dir", help="folder of {id}_mask.png ground truth")
     p.add_argument("pred_dir", help="folder of {id}.png (or {id}_sat.png) predictions")
+    p.add_argument(
+        "--class-indices",
+        action="store_true",
+        help="read single-channel masks as class indices 0..6 (default: refused; masks are RGB palette colours)",
+    )
     p.set_defaults(run=_miou)
 
     p = commands.add_parser("viz-mask", help="draw a mask over its image (class colours and edges)")

@@ -234,22 +234,38 @@ def segment_folder(
 _SINGLE_CHANNEL = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 
 
-def read_colour_mask(path: Path) -> np.ndarray:
-    """Decode a mask in the palette's colours to a class map, refusing single-channel files.
+def read_colour_mask(path: Path, class_indices: bool = False) -> np.ndarray:
+    """Decode a mask in the palette's colours to a class map, refusing single-channel files unless asked.
 
     Why: a mask of class indices (0..6) or a grey rendering would be decoded as colours (all near black:
     "urban" nowhere, "unknown" everywhere) and scored silently near 0; the official script crashes on them.
 
+    Args:
+        path: the mask file.
+        class_indices: read a single-channel mask as class indices 0..6 (``miou --class-indices``); an RGB mask
+            is still read as colours.
+
     Raises:
-        ValueError: a single-channel (class-index or grey) mask, naming the file, its mode and what is expected.
+        ValueError: a single-channel mask (without ``class_indices``), or one with values above the last class,
+            naming the file, what was found and what is expected.
     """
     mode = image_mode(path)
-    if mode in _SINGLE_CHANNEL:
+    if mode not in _SINGLE_CHANNEL:
+        return decode_mask(read_rgb(path))
+    if not class_indices:
         raise ValueError(
             f"{path}: a single-channel ({mode}) mask, e.g. class indices or grey; expected an RGB mask in the "
-            f"palette's colours (what `hw1 segment` writes and the ground truth uses, e.g. (0, 255, 255) for urban)"
+            f"palette's colours (what `hw1 segment` writes and the ground truth uses, e.g. (0, 255, 255) for urban), "
+            "or pass --class-indices to read single-channel masks as class indices"
         )
-    return decode_mask(read_rgb(path))
+    with Image.open(path) as image:
+        indices = np.asarray(image.getchannel(0) if mode == "LA" else image)
+    if indices.max(initial=0) >= len(CLASS_NAMES) or indices.min(initial=0) < 0:
+        raise ValueError(
+            f"{path}: class indices must lie in 0..{len(CLASS_NAMES) - 1}, found {indices.min()}..{indices.max()}; "
+            "is it a grey rendering rather than class indices?"
+        )
+    return indices.astype(np.uint8)
 
 
 def masks_by_id(folder: Path, what: str) -> dict[str, Path]:
@@ -274,7 +290,7 @@ def masks_by_id(folder: Path, what: str) -> dict[str, Path]:
     return found
 
 
-def score_folders(gt_dir: str | Path, pred_dir: str | Path) -> dict:
+def score_folders(gt_dir: str | Path, pred_dir: str | Path, class_indices: bool = False) -> dict:
     """The official mIoU of a prediction folder against ground-truth masks, paired by id (not by sorted order).
 
     Equals the course's ``mean_iou_evaluate.py`` wherever that script gives a number; where it would crash or
@@ -283,7 +299,7 @@ def score_folders(gt_dir: str | Path, pred_dir: str | Path) -> dict:
     Raises:
         FileNotFoundError: a folder is missing or holds no PNG masks.
         ValueError: a missing or extra prediction, a size mismatch, or a single-channel mask (class indices or
-            grey, not the palette's RGB colours).
+            grey, not the palette's RGB colours) unless ``class_indices`` (then read as class indices 0..6).
     """
     gt_dir, pred_dir = Path(gt_dir), Path(pred_dir)
     truths = masks_by_id(gt_dir, "ground-truth")
@@ -296,7 +312,8 @@ def score_folders(gt_dir: str | Path, pred_dir: str | Path) -> dict:
         )
     matrix = ConfusionMatrix(len(CLASS_NAMES))
     for image_id, truth_file in truths.items():
-        truth, prediction = read_colour_mask(truth_file), read_colour_mask(predictions[image_id])
+        truth = read_colour_mask(truth_file, class_indices)
+        prediction = read_colour_mask(predictions[image_id], class_indices)
         if truth.shape != prediction.shape:
             raise ValueError(
                 f"{predictions[image_id]} is {prediction.shape[1]}x{prediction.shape[0]}, but its ground "

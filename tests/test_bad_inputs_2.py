@@ -318,6 +318,25 @@ def test_miou_refuses_single_channel_masks(which, mode, tmp_path, capsys):
     one_error_line(status, err, target.name, f"single-channel ({mode})", "expected an RGB mask in the palette")
 
 
+def test_miou_reads_class_indices_only_when_asked(tmp_path, capsys):
+    gt = masks(tmp_path / "gt", ["0000_mask.png"])  # all class 0 (urban) in colours
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    Image.fromarray(np.zeros((2, 3), np.uint8)).save(pred / "0000.png")  # a perfect answer as class indices
+    status, out = main_out(["miou", str(gt), str(pred), "--class-indices"], capsys)
+    assert status == 0 and "mean_iou: 1.000000" in out
+    Image.fromarray(np.full((2, 3), 200, np.uint8)).save(pred / "0000.png")  # grey, not indices
+    status, err = run_cli(["miou", str(gt), str(pred), "--class-indices"], capsys)
+    one_error_line(status, err, "0000.png: class indices must lie in 0..6, found 200..200")
+
+
+def main_out(args: list[str], capsys) -> tuple[int, str]:
+    from hw1lib.cli import main
+
+    status = main(args)
+    return status, capsys.readouterr().out
+
+
 def test_miou_still_reads_a_palette_png_of_the_right_colours(tmp_path, capsys):
     gt = masks(tmp_path / "gt", ["0000_mask.png"])
     pred = masks(tmp_path / "pred", ["0000.png"])
