@@ -51,8 +51,13 @@ def read_checkpoint(path: str | Path) -> dict:
             file and why).
     """
     path = Path(path)
+    if path.is_dir():
+        inside = sorted(p.name for p in path.glob("*.pt"))
+        hint = f" (it holds {', '.join(inside[:4])}: pass one of them)" if inside else ""
+        raise CheckpointError(f"checkpoint {path} is a folder; expected a checkpoint file such as best.pt{hint}")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
+    _check_torch_file(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
@@ -71,13 +76,51 @@ def read_checkpoint(path: str | Path) -> dict:
     return state
 
 
+#: how files written by ``torch.save`` begin: a zip archive (the default since torch 1.6) or a legacy pickle
+_TORCH_MAGIC = (b"PK\x03\x04", b"\x80")
+
+
+def _check_torch_file(path: Path) -> None:
+    """Refuse a file that is not a ``torch.save`` file at all (JSON, text, an image), saying what it looks like.
+
+    Why first: ``torch.load(weights_only=True)`` reports such a file as an unpicklable one, which reads as if
+    it were a dangerous checkpoint; a JSON file handed over as a checkpoint is a wrong path, not an attack.
+    """
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(16)
+    except OSError as error:
+        raise CheckpointError(f"checkpoint {path} cannot be read ({error.strerror})") from None
+    if head.startswith(_TORCH_MAGIC):
+        return
+    if not head:
+        looks = "an empty file"
+    elif head.lstrip()[:1] in (b"{", b"["):
+        looks = "JSON text"
+    elif all(32 <= b < 127 or b in (9, 10, 13) for b in head):
+        looks = "text"
+    else:
+        looks = f"a file beginning {head[:8]!r}"
+    raise CheckpointError(
+        f"{path} is not a readable checkpoint: it is {looks}, not a file written by torch.save; expected a .pt "
+        "file such as a run's best.pt"
+    )
+
+
 def _first_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return text[0][:300] if text else type(error).__name__
 
 
 def load_state_dict_checked(model: nn.Module, state_dict: dict, path: str | Path) -> None:
-    """``model.load_state_dict(strict=True)`` whose error names the file and the first missing/unexpected keys."""
+    """``model.load_state_dict(strict=True)`` whose error names the file and the first missing/unexpected keys,
+    or that the file holds tensors without data (saved from a model built on the ``meta`` device)."""
+    empty = [k for k, v in state_dict.items() if isinstance(v, torch.Tensor) and v.is_meta]
+    if empty:
+        raise CheckpointError(
+            f"{path} holds {len(empty)} tensors without data (on the 'meta' device, e.g. {empty[:2]}): it was "
+            "saved from a model built without weights; expected a checkpoint of a trained model"
+        )
     result = model.load_state_dict(state_dict, strict=False)
     mismatched = [
         k for k, v in state_dict.items() if k in model.state_dict() and model.state_dict()[k].shape != v.shape

@@ -6,13 +6,15 @@ table, two runs side by side), ``evaluate`` (a checkpoint's score on a labelled 
 overlay), ``report`` (run the notebooks and export the report) and ``weights`` (list or fetch a profile's
 pretrained files).
 Each command is a thin wrapper over one package function; errors a user can fix (bad input, a path that
-cannot be read or written, a device that is not there) are printed as one line naming the path, exit
-status 2; a failed step (a notebook, the PDF, a download) exits 1.
+cannot be read or written, a device that is not there, a run folder another process is training) are
+printed as one line naming the path, exit status 2; a failed step (a notebook, the PDF, a download) exits 1;
+a training stopped by Ctrl-C or SIGTERM says after which epoch in one line and exits 130 or 143.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from pathlib import Path
 
@@ -36,9 +38,11 @@ def _standin(args: argparse.Namespace) -> None:
 
 def _classify(args: argparse.Namespace) -> None:
     from hw1lib.grading import classify_folder
+    from hw1lib.io import write_target
 
+    through = write_target(args.output_csv) == "through"  # /dev/stdout, a FIFO: the CSV alone goes there
     rows = classify_folder(args.image_dir, args.output_csv, args.checkpoint, args.device, run=args.run_folder)
-    print(f"wrote {rows} rows to {args.output_csv}")
+    print(f"wrote {rows} rows to {args.output_csv}", file=sys.stderr if through else sys.stdout)
 
 
 def _segment(args: argparse.Namespace) -> None:
@@ -51,7 +55,7 @@ def _segment(args: argparse.Namespace) -> None:
 def _miou(args: argparse.Namespace) -> None:
     from hw1lib.grading import format_miou, score_folders
 
-    print(format_miou(score_folders(args.gt_dir, args.pred_dir)))
+    print(format_miou(score_folders(args.gt_dir, args.pred_dir, class_indices=args.class_indices)))
 
 
 def _runs(args: argparse.Namespace) -> None:
@@ -191,6 +195,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("miou", help="official per-class IoU and mIoU of predicted masks")
     p.add_argument("gt_dir", help="folder of {id}_mask.png ground truth")
     p.add_argument("pred_dir", help="folder of {id}.png (or {id}_sat.png) predictions")
+    p.add_argument(
+        "--class-indices",
+        action="store_true",
+        help="read single-channel masks as class indices 0..6 (default: refused; masks are RGB palette colours)",
+    )
     p.set_defaults(run=_miou)
 
     p = commands.add_parser("runs", help="one row per run folder: parameters, status, best score, time, date")
@@ -275,14 +284,28 @@ def _os_error_text(error: OSError) -> str:
     path = str(error.filename or "")
     if TMP_MARK in Path(path).name:  # a staging file: name the folder the user chose
         path = str(Path(path).parent)
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"disk full while writing {path}" if path else "disk full (no space left on the device)"
     return f"{error.strerror or error}: {path}" if path else str(error)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``hw1`` and ``python -m hw1lib``."""
+    from hw1lib.interrupts import TrainingInterrupted
+    from hw1lib.locks import RunBusyError
+
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
+    except TrainingInterrupted as error:  # Ctrl-C or SIGTERM during a training: after which epoch, how to resume
+        print(f"hw1 {args.command}: {error}", file=sys.stderr)
+        return error.exit_status
+    except KeyboardInterrupt:
+        print(f"hw1 {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except RunBusyError as error:  # another process trains this run folder: never two writers
+        print(f"hw1 {args.command}: error: {error}", file=sys.stderr)
+        return 2
     except (FileNotFoundError, FileExistsError, ValueError) as error:  # bad input: the message says what to fix
         print(f"hw1 {args.command}: error: {error}", file=sys.stderr)
         return 2

@@ -11,6 +11,7 @@ Under torchrun (:mod:`hw1lib.distributed`) rank 0 alone decides on reuse and res
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 
 import torch
 from torch import nn
@@ -18,7 +19,9 @@ from torch import nn
 from hw1lib import distributed, engine
 from hw1lib.checkpoints import load_state_dict_checked, model_meta
 from hw1lib.config import TrainConfig
+from hw1lib.interrupts import TrainingInterrupted, interrupted, sigterm_raises
 from hw1lib.io import environment_info
+from hw1lib.locks import run_lock
 from hw1lib.precision import check_precision, resolve_device, resolve_precision
 from hw1lib.runs import RunFolder
 
@@ -51,9 +54,16 @@ def fit(
             recorded in ``params.json`` but not hashed (see :func:`hw1lib.config.recipe_record`).
 
     Returns:
-        the content of ``metrics.json`` plus ``"run_dir"``, ``"reused"`` (True when nothing was trained) and
-        ``"notes"`` (what was recovered from, e.g. an unreadable ``last.pt``); under several processes, rank 0's
-        on every rank (rank 0 alone decides on reuse and resume, and writes).
+        the content of ``metrics.json`` plus ``"run_dir"``, ``"reused"`` (True when nothing was trained),
+        ``"resumed_from_epoch"`` (the complete epoch an interrupted run continued from; 0 when it started at
+        epoch 1 or was reused) and ``"notes"`` (what was recovered from, e.g. an unreadable ``last.pt``); under
+        several processes, rank 0's on every rank (rank 0 alone decides on reuse and resume, and writes).
+
+    Raises:
+        hw1lib.locks.RunBusyError: another process is training the same run folder (its lock is held for the
+            whole call: never two writers).
+        hw1lib.interrupts.TrainingInterrupted: Ctrl-C or SIGTERM; says after which complete epoch, and that the
+            same call resumes from there.
     """
     device = distributed.local_device(resolve_device(device))
     check_precision(config, device)
@@ -66,23 +76,34 @@ def fit(
     }
     folder = RunFolder.for_params(out_root, name, params)
     main = distributed.is_main()
-    if distributed.from_main(main and folder.is_finished()) and not force:
-        reused = {**folder.read_metrics(), "run_dir": str(folder.path), "reused": True, "notes": []} if main else None
-        result = distributed.from_main(reused)
-    else:
-        distributed.check_batch_size(config.batch_size)
-        if main:  # how many processes trained is recorded, not hashed: any world size continues the same run
-            folders = {"train": str(getattr(train, "folder", "")), "val": str(getattr(val, "folder", ""))}
-            folder.start(
-                {
-                    **params,
-                    "data_folders": folders,
-                    "environment": environment_info(device),
-                    **distributed.describe(),
-                    **({"recipe": recipe} if recipe is not None else {}),
-                }
+    with run_lock(folder.path) if main else nullcontext():  # rank 0 writes: it alone holds the lock
+        if distributed.from_main(main and folder.is_finished()) and not force:
+            reused = (
+                {**folder.read_metrics(), "run_dir": str(folder.path), "reused": True, "notes": []} if main else None
             )
-        result = _train(config, train, val, folder, device, force, progress and main, on_epoch_end)
+            result = distributed.from_main({**reused, "resumed_from_epoch": 0} if main else None)
+        else:
+            distributed.check_batch_size(config.batch_size)
+            if main:  # how many processes trained is recorded, not hashed: any world size continues the same run
+                folders = {"train": str(getattr(train, "folder", "")), "val": str(getattr(val, "folder", ""))}
+                folder.start(
+                    {
+                        **params,
+                        "data_folders": folders,
+                        "environment": environment_info(device),
+                        **distributed.describe(),
+                        **({"recipe": recipe} if recipe is not None else {}),
+                    }
+                )
+            saved = {"epoch": 0}  # the last complete epoch on disk: what an interruption message reports
+            one_process = distributed.launched_world_size() <= 1  # under torchrun, SIGTERM stays torchrun's
+            try:
+                with sigterm_raises() if one_process else nullcontext():
+                    result = _train(config, train, val, folder, device, force, progress and main, on_epoch_end, saved)
+            except KeyboardInterrupt as error:
+                if isinstance(error, TrainingInterrupted):
+                    raise
+                raise interrupted(error, saved["epoch"], config.epochs) from None
     return distributed.from_main(result)
 
 
@@ -102,7 +123,15 @@ def _fresh_state() -> dict:
 
 
 def _train(
-    config: TrainConfig, train, val, folder: RunFolder, device: torch.device, force: bool, progress: bool, on_epoch_end
+    config: TrainConfig,
+    train,
+    val,
+    folder: RunFolder,
+    device: torch.device,
+    force: bool,
+    progress: bool,
+    on_epoch_end,
+    saved: dict,
 ) -> dict:
     started = time.perf_counter()
     if device.type == "cuda":
@@ -115,6 +144,7 @@ def _train(
         notes += [note] if note else []
         if last is not None:
             state = _restore(last, folder, model, optimizer, scheduler)
+    resumed_from = saved["epoch"] = state["epoch"]
     meta = model_meta(config, model)
     net = distributed.wrap_model(model, device)  # trains; `model` (the same weights, unwrapped) saves and evaluates
     train_x, train_y = _on_device(train.images, device), _on_device(_targets(train), device)
@@ -172,6 +202,7 @@ def _train(
             folder.write_history(state["history"])
         if writer is not None:
             _log_epoch(writer, row, train_metrics["step_losses"], epoch * steps)
+        saved["epoch"] = epoch
         if on_epoch_end is not None:
             on_epoch_end(epoch, row)
     if writer is not None:
@@ -180,7 +211,7 @@ def _train(
     if state["epoch"] < config.epochs:
         stop_reason = f"early stopping: no improvement of val {task.metric} for {config.patience} epochs"
     result = _finish(folder, config, model, meta, state, task, stop_reason, time.perf_counter() - started)
-    return {**result, "notes": notes}
+    return {**result, "notes": notes, "resumed_from_epoch": resumed_from}
 
 
 def _log_epoch(writer, row: dict, step_losses: list[float], last_step: int) -> None:

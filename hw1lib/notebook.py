@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hw1lib.config import FAST_DEV_RUN, TrainConfig, get_config, recipe_record, without_seed
-from hw1lib.data import DataRoot, data_source, prepare_data_root
+from hw1lib.data import DataRoot, check_profile_and_seed, data_source, prepare_data_root
 from hw1lib.experiments import get_experiment
 from hw1lib.paths import figures_dir
 from hw1lib.runs import Run, default_out_root, find_run, load_run, profile_folder
@@ -113,7 +113,7 @@ class Session:
         )
         run = load_run(result["run_dir"])
         line = (
-            f"Run folder `{run.run_dir.name}` ({'reused' if result['reused'] else 'trained now'}): "
+            f"Run folder `{run.run_dir.name}` ({_action(result)}): "
             f"{run.metrics['final_epoch']} epochs, {run.metrics['train_seconds']:.0f} s of training; "
             f"{run.metrics['stop_reason']}. Weights: {run.metrics['weights_source']}."
         )
@@ -152,6 +152,15 @@ class Session:
         return fig
 
 
+def _action(result: dict) -> str:
+    """How ``fit`` got its run: reused, resumed from an interrupted run's last complete epoch, or trained now."""
+    if result["reused"]:
+        return "reused"
+    if result.get("resumed_from_epoch"):
+        return f"resumed from epoch {result['resumed_from_epoch']} of {result['epochs_planned']}"
+    return "trained now"
+
+
 def setup(
     experiment: str,
     *,
@@ -185,6 +194,7 @@ def setup(
         FileNotFoundError: the data root does not hold the problem's folders (names what was looked for).
     """
     spec = get_experiment(experiment)
+    check_profile_and_seed(profile, seed)  # `-p seed abc` / `-p profile nonsense`: one line, before anything else
     overrides = without_seed(overrides)
     get_config(experiment, profile, fast_dev_run=fast_dev_run, **overrides)  # a typo fails before the data
     root = prepare_data_root(data_root, profile, data_seed)

@@ -108,6 +108,8 @@ def summary(result: dict) -> str:
     """One line about a finished (or reused) run, for the command's output."""
     metric = result["metric"]
     action = "reused" if result["reused"] else "trained"
+    if result.get("resumed_from_epoch"):  # an interrupted run continued: say from where
+        action = f"resumed from epoch {result['resumed_from_epoch']} of {result['epochs_planned']} and trained"
     return (
         f"{action} {result['run_dir']}: best val {metric} {result[f'best_val_{metric}']:.4f} at epoch "
         f"{result['best_epoch']} of {result['final_epoch']}; {result['stop_reason']}"

@@ -8,6 +8,7 @@ Typical use (what the notebooks do)::
 
 from __future__ import annotations
 
+import numbers
 from pathlib import Path
 
 from hw1lib.data.classification import ClassificationSet, load_classification_folder
@@ -40,6 +41,7 @@ def prepare_data_root(data_root: str | Path = "", profile: str = "demo", data_se
             second training seed trains on the same data. Each data seed has its own folder
             (:func:`standin_folder`), so changing it never meets "a different stand-in" in the folder.
     """
+    check_profile_and_seed(profile, data_seed, "data_seed")
     if str(data_root).strip():
         return find_data_root(data_root)
     from hw1lib.data.standin import generate_standin  # only needed when no real data is given
@@ -53,6 +55,20 @@ def standin_folder(profile: str, data_seed: int = 0) -> Path:
     """``data/standin-<profile>`` for the default data seed 0, ``data/standin-<profile>-seed<N>`` otherwise."""
     out = standin_dir(profile)
     return out if data_seed == 0 else out.with_name(f"{out.name}-seed{data_seed}")
+
+
+def check_profile_and_seed(profile: object, seed: object, name: str = "seed") -> None:
+    """Refuse a bad ``profile`` or ``seed`` (papermill ``-p``, a notebook's parameters cell) in one line, first.
+
+    Why here: these two choose the stand-in, so a wrong value would otherwise surface as a stand-in error
+    ("unknown stand-in size", or "a different stand-in exists: overwrite it") that misleads.
+    """
+    from hw1lib.config import PROFILES
+
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILES)}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise ValueError(f"{name} must be a whole number (e.g. -p {name} 0), got {seed!r} ({type(seed).__name__})")
 
 
 def data_source(where: DataRoot | str | Path) -> str:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from hw1lib.data.cache import cached_arrays, files_key
-from hw1lib.data.images import read_rgb
+from hw1lib.data.images import check_unique, read_rgb
 from hw1lib.data.palette import decode_mask
 from hw1lib.paths import cache_dir
 
@@ -64,7 +64,11 @@ def scan_pairs(folder: Path) -> tuple[list[str], list[Path], list[Path] | None]:
             if not folder.exists()
             else f"{folder} is not a folder; expected a folder of *.jpg images"
         )
-    files = {p.name.lower(): p for p in folder.iterdir() if p.is_file()}  # extensions in any case
+    found = [p for p in folder.iterdir() if p.is_file()]
+    check_unique(
+        [p for p in found if p.name.lower().endswith(("_sat.jpg", "_mask.png"))], lambda p: p.name.lower(), folder
+    )
+    files = {p.name.lower(): p for p in found}  # extensions in any case (each name once: checked above)
     sats = sorted(n[: -len("_sat.jpg")] for n in files if n.endswith("_sat.jpg"))
     masks = sorted(n[: -len("_mask.png")] for n in files if n.endswith("_mask.png"))
     if sats:
@@ -82,6 +86,7 @@ def scan_pairs(folder: Path) -> tuple[list[str], list[Path], list[Path] | None]:
     plain = sorted((files[n] for n in files if n.endswith((".jpg", ".jpeg"))), key=lambda p: p.name)
     if not plain:
         raise FileNotFoundError(f"no *.jpg images (or {{id}}_sat.jpg/{{id}}_mask.png pairs) in {folder}")
+    check_unique(plain, lambda p: p.stem.lower(), folder)  # 0001.jpg and 0001.JPEG: one id for two images
     return [p.stem for p in plain], plain, None
 
 
