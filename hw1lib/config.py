@@ -48,9 +48,12 @@ class TrainConfig:
     keep_mask_ids: list[str] = field(default_factory=list)  # validation ids whose masks are kept every epoch
     max_train_batches: int | None = None  # cap per epoch (smoke and fast dev runs)
     max_eval_batches: int | None = None  # cap per validation pass (fast dev runs): metrics of a subset
-    cpu_bf16: bool = False  # bf16 autocast on a CPU with AMX too (CUDA always uses it); see resolve_precision
+    cpu_bf16: bool = False  # bf16 autocast on a CPU with AMX too (CUDA: by capability); see resolve_precision
     channels_last: bool = True  # memory format of the model and its inputs (False: NCHW, for comparisons)
     seed: int = 0
+    # micro-batches per step (gradient accumulation): the global batch is still batch_size. 1 = none; fit raises
+    # it on a GPU too small for the recipe's batch (hw1lib.memory), and the run's name then says so
+    accumulation_steps: int = 1
 
     def to_dict(self) -> dict:
         """The fields as plain data, without the later-added ones that still have their default."""
@@ -59,7 +62,7 @@ class TrainConfig:
 
 
 #: fields added after runs were trained, with their defaults (left out of ``to_dict`` while at the default)
-ADDED_LATER: dict[str, object] = {"max_eval_batches": None}
+ADDED_LATER: dict[str, object] = {"max_eval_batches": None, "accumulation_steps": 1}
 
 #: what a fast dev run caps (the idea of Lightning's ``fast_dev_run``): every training at the profile's real
 #: sizes (batch and input sizes, pretrained weights, kept masks), but only this many epochs and batches
