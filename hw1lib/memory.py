@@ -94,7 +94,6 @@ def _saved_bytes(model: torch.nn.Module, task, shape: tuple, batch: int, precisi
         return tensor
 
     x = torch.empty(batch, *shape)
-    num_classes = getattr(task, "num_classes", None)
     dtype = AUTOCAST_DTYPES.get(precision)
     with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
@@ -103,7 +102,6 @@ def _saved_bytes(model: torch.nn.Module, task, shape: tuple, batch: int, precisi
             target_shape = (batch, *reference.shape[2:])
             targets = torch.zeros(target_shape, dtype=torch.long)
             task.loss(outputs, targets)
-    del num_classes
     return sum(saved.values()), max(saved.values(), default=0)
 
 
@@ -170,7 +168,7 @@ def free_gpu_bytes(device: torch.device) -> int:
 
 
 def plan_for_device(config, precision: str, device: torch.device, data: list[torch.Tensor], world_size: int = 1):
-    """:func:`plan_training` for ``config`` on the CUDA ``device`` with the training tensors ``data``; None on the CPU."""
+    """:func:`plan_training` for ``config`` on the CUDA ``device`` and the training tensors ``data`` (None on a CPU)."""
     if device.type != "cuda":
         return None
     memory = estimate_training_memory(config, precision, tuple(data[0].shape[1:]))
