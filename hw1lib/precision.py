@@ -8,6 +8,8 @@ recipe computes in bf16 on one machine and in fp32 on another). Measured effects
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 #: models whose training under CPU bf16 autocast is known to crash the process, and why
@@ -121,7 +123,7 @@ AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 def autocast(device: torch.device, precision: str = "fp32"):
     """bf16 or fp16 autocast on ``device`` for ``precision`` (see :func:`resolve_precision`); nothing for fp32."""
     dtype = AUTOCAST_DTYPES.get(precision)
-    return torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
 
 def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
