@@ -121,7 +121,9 @@ def test_a_training_step_with_accumulation_reads_no_host_data():
     config = tiny_config(accumulation_steps=2)
     model, task, optim, images, targets, plan = meta_training(config, 32, 32, torch.zeros(32, dtype=torch.long))
     with HostData() as detector:
-        engine._train_batch(model, task, (images, targets, plan.indices[1], plan.augment[1]), optim, config, "fp32", META)
+        engine._train_batch(
+            model, task, (images, targets, plan.indices[1], plan.augment[1]), optim, config, "fp32", META
+        )
     assert detector.found == []
 
 

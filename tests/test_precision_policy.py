@@ -123,10 +123,53 @@ def test_fp16_resume_restores_the_scaler_and_is_exact(tmp_path, monkeypatch):
 
     monkeypatch.setattr(fit_module, "_restore", spy)
     resumed = fit(config(), train, val, tmp_path / "b", "p1_test", device="cpu", progress=False)
-    assert restored and restored[0]["scale"] == 256.0 and restored[0]["_growth_tracker"] == saved["scaler"][
-        "_growth_tracker"
-    ]
+    assert (
+        restored
+        and restored[0]["scale"] == 256.0
+        and restored[0]["_growth_tracker"] == saved["scaler"]["_growth_tracker"]
+    )
     a = torch.load(f"{reference['run_dir']}/last.pt", weights_only=False)
     b = torch.load(f"{resumed['run_dir']}/last.pt", weights_only=False)
     assert_same_weights(a["model"], b["model"])
     assert a["scaler"] == b["scaler"]
+
+
+# ---- the small ones: cuda:N under torchrun, cudnn.benchmark's scope, last.pt's cadence ----------------------------
+
+
+def test_cuda_n_under_torchrun_is_this_ranks_gpu_or_refused(monkeypatch):
+    from hw1lib import distributed
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(distributed, "resolve_device", lambda name: torch.device(name))
+    assert distributed.local_device(torch.device("cuda")) == torch.device("cuda:1")
+    assert distributed.local_device(torch.device("cuda:1")) == torch.device("cuda:1")
+    with pytest.raises(ValueError, match=r"would put every rank on GPU 0; use --device cuda .*cuda:1"):
+        distributed.local_device(torch.device("cuda:0"))
+    assert distributed.local_device(torch.device("cpu")) == torch.device("cpu")
+
+
+def test_cudnn_benchmark_is_on_while_training_only(monkeypatch):
+    seen = []
+
+    def epochs(*args):
+        seen.append(torch.backends.cudnn.benchmark)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fit_module, "_train_epochs", epochs)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    with pytest.raises(KeyboardInterrupt):
+        fit_module._train(None, None, None, None, torch.device("cuda"), False, False, None)
+    assert seen == [True] and torch.backends.cudnn.benchmark is False
+
+
+def test_last_pt_is_written_every_epoch_while_cheap_and_spaced_when_not(monkeypatch):
+    clock = {"now": 100.0}
+    monkeypatch.setattr(fit_module.time, "perf_counter", lambda: clock["now"])
+    assert fit_module._save_last_now({"seconds": 0.3, "at": 99.9})  # cheap: every epoch
+    slow = {"seconds": 4.0, "at": 100.0}  # FCN32s's 1.6 GB: about 4 s here
+    clock["now"] = 130.0
+    assert not fit_module._save_last_now(slow)  # 30 s of training since: the write would cost 13%
+    clock["now"] = 140.0
+    assert fit_module._save_last_now(slow)  # 10x the write's time: at most 10%
