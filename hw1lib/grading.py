@@ -26,7 +26,7 @@ from hw1lib.data.images import list_images, read_rgb
 from hw1lib.data.palette import CLASS_NAMES, SCORED_CLASSES, decode_mask, encode_mask
 from hw1lib.io import TMP_MARK, check_output_dir, check_output_file, write_text
 from hw1lib.metrics import ConfusionMatrix
-from hw1lib.precision import resolve_device, to_input
+from hw1lib.precision import autocast, resolve_device, resolve_precision, to_input
 from hw1lib.runs import latest_checkpoint
 
 
@@ -57,7 +57,8 @@ def classify_folder(
     data = load_classification_folder(image_dir, labelled=False, cache=False)
     labels = []
     for start in range(0, len(data), batch_size):
-        logits = model(to_input(data.images[start : start + batch_size], device))
+        with autocast(device, resolve_precision(None, device)):  # the policy training and validation use
+            logits = model(to_input(data.images[start : start + batch_size], device))
         labels += logits.argmax(1).tolist()
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -82,7 +83,8 @@ def predict_mask(model: torch.nn.Module, image: np.ndarray, device: torch.device
     """(H, W, 3) uint8 image -> (H, W) uint8 class map at the image's own size (any size)."""
     x = to_input(torch.from_numpy(image).permute(2, 0, 1)[None], device)
     h, w = x.shape[-2:]
-    logits = model(_pad_to_multiple(x))["out"][..., :h, :w]
+    with autocast(device, resolve_precision(None, device)):  # the policy training and validation use
+        logits = model(_pad_to_multiple(x))["out"][..., :h, :w]
     return logits.argmax(1)[0].to(torch.uint8).cpu().numpy()
 
 
