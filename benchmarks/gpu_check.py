@@ -14,8 +14,8 @@ each section within its budget (time a section leaves unused passes to the next)
     cards run) as is and with the micro-batches ``fit`` would choose: fits or runs out of memory.
 (c) ``models``: training images/s of every registered model at its recipe's batch (synthetic data on the GPU).
 (d) ``grader``: the grader's two commands (``classify`` over the 2,500 P1 validation images, ``segment`` over the
-    257 P2 validation images) as processes, timed as the grader sees them, split into Python + import time,
-    checkpoint load time and time per image.
+    257 P2 validation images) as processes, timed as the grader sees them; then once more in a process that
+    times its imports, the checkpoint load and the command's function apart (time per image).
 
 ``OUT_DIR/gpu_check.json`` (and ``gpu_check.md``) are rewritten atomically after every section, so a command
 killed at its time limit loses only the section it was in. ``--quick`` runs the same code at tiny sizes on a
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import shutil
 import subprocess
@@ -456,16 +457,40 @@ def run_process(argv: list[str], timeout: float) -> dict:
     return row
 
 
-def load_seconds(checkpoint: Path, device: torch.device) -> float:
-    """Seconds to load ``checkpoint`` onto ``device`` as the grader's commands do (in this process, warm)."""
-    from hw1lib.checkpoints import load_model
+#: run in a fresh process: the import, the checkpoint load and the command's own function, each timed
+_PROBE = """
+import json, sys, time
+tic = time.perf_counter()
+import torch
+import hw1lib.grading as grading
+from hw1lib.checkpoints import load_model
+imported = time.perf_counter()
+command, images, output, checkpoint, device = sys.argv[1:6]
+model, _ = load_model(checkpoint, torch.device(device))
+if device.startswith("cuda"):
+    torch.cuda.synchronize()
+loaded = time.perf_counter()
+run = grading.classify_folder if command == "classify" else grading.segment_folder
+count = run(images, output, checkpoint, device)
+done = time.perf_counter()
+print(json.dumps({"import_seconds": imported - tic, "load_seconds": loaded - imported,
+                  "command_seconds": done - loaded, "count": count}))
+"""
 
-    _sync(device)
-    tic = time.perf_counter()
-    model, _ = load_model(checkpoint, device)
-    _sync(device)
-    del model
-    return time.perf_counter() - tic
+
+def probe_command(command: str, images: Path, output: Path, checkpoint: Path, device: torch.device) -> dict:
+    """Import, load and per-image times of ``command`` measured inside a fresh process (:data:`_PROBE`).
+
+    The command's function loads the checkpoint again (from the file cache): its time less the load measured just
+    before, over the images, is the time per image.
+    """
+    argv = [sys.executable, "-c", _PROBE, command, str(images), str(output), str(checkpoint), str(device)]
+    done = subprocess.run(argv, capture_output=True, text=True, env=_env(), timeout=300)
+    if done.returncode != 0:
+        return {"probe_error": " ".join(done.stderr.strip().splitlines()[-1:])[:300]}
+    times = json.loads(done.stdout.strip().splitlines()[-1])
+    per_image = (times["command_seconds"] - times["load_seconds"]) / max(1, times["count"])
+    return {**times, "per_image_ms": 1000 * per_image}
 
 
 def _outputs(command: str, output: Path) -> int:
@@ -480,7 +505,6 @@ def check_grader(
 ) -> dict:
     """(d): each of :data:`GRADER_COMMANDS`, timed as a process, with its import and load times measured apart."""
     rows, skips = [], []
-    start = run_process([sys.executable, "-c", "import hw1lib.grading"], 120)  # Python + torch + hw1lib imports
     for command, experiment, folder, pattern in GRADER_COMMANDS:
         item = f"{command} {experiment}"
         if skip := skipped("grader", item, deadlines):
@@ -492,20 +516,18 @@ def check_grader(
         argv = [sys.executable, "-m", "hw1lib", command, str(images), str(output)]
         argv += ["--checkpoint", str(checkpoints[experiment]), "--device", device.type]
         row = run_process(argv, max(60.0, deadlines.left("grader") + 60.0))
-        load = load_seconds(checkpoints[experiment], device)
-        per_image = (row["seconds"] - start["seconds"] - load) / count if count else None
+        outputs = _outputs(command, output)
+        probe = probe_command(command, images, out / "grader-probe" / output.name, checkpoints[experiment], device)
         rows.append(
             {
                 "command": command,
                 "experiment": experiment,
                 "images": count,
-                "outputs": _outputs(command, output),
-                "import_seconds": start["seconds"],
-                "load_seconds": load,
-                "per_image_ms": None if per_image is None else 1000 * per_image,
+                "outputs": outputs,
                 "checkpoint": str(checkpoints[experiment]),
                 "recipe_overrides": plan.grader_overrides.get(experiment, {}),
                 **row,
+                **probe,
             }
         )
         log(f"grader: {item}: {row['seconds']:.1f} s for {count} images (exit {row['returncode']})")
@@ -683,9 +705,9 @@ def grader_markdown(grader: dict) -> list[str]:
             "images": lambda r: r["images"],
             "outputs": lambda r: r["outputs"],
             "process s": lambda r: f"{r['seconds']:.1f}",
-            "import s": lambda r: f"{r['import_seconds']:.1f}",
-            "load s": lambda r: f"{r['load_seconds']:.2f}",
-            "ms per image": lambda r: _number(r["per_image_ms"]),
+            "import s": lambda r: _number(r.get("import_seconds")),
+            "load s": lambda r: _number(r.get("load_seconds"), 2),
+            "ms per image": lambda r: _number(r.get("per_image_ms")),
             "status": lambda r: "ok" if r["returncode"] == 0 else f"failed: {r.get('error', '')}",
         },
     )

@@ -184,7 +184,7 @@ def _train_epochs(
     on_device = plan is None or plan.data_on_device
     train_x, train_y = _place(train.images, device, on_device), _place(_targets(train), device, on_device)
     last_save = {"seconds": 0.0, "at": time.perf_counter()}
-    val_x, val_y = val.images, _targets(val)
+    val_x, val_y = _place(val.images, device, False), _place(_targets(val), device, False)  # pinned on CUDA
     keep = _keep_indices(config, val, folder)
     while state["epoch"] < config.epochs and not _patience_exhausted(config, state):
         epoch = state["epoch"] + 1
