@@ -211,3 +211,25 @@ def test_a_cuda_step_does_not_synchronise():
         )
     finally:
         torch.cuda.set_sync_debug_mode("default")
+
+
+@pytest.mark.parametrize("problem", ["classification", "segmentation"])
+def test_staging_draws_what_the_per_step_code_drew(problem):
+    # the same generator gives the same permutation and the same augmentation, bitwise, as drawing batch by batch
+    if problem == "classification":
+        config = tiny_config(batch_size=8)
+        images, targets = torch.rand(20, 3, 32, 32), torch.arange(20) % 5
+    else:
+        config = dataclasses.replace(get_config("p2_model_b", "smoke"), batch_size=4)
+        images, targets = torch.rand(10, 3, 32, 32), torch.randint(0, 7, (10, 32, 32), dtype=torch.uint8)
+    task = build_task(config)
+    cpu = torch.device("cpu")
+    plan = engine.stage_epoch(task, len(images), config, torch.Generator().manual_seed(5), cpu, cpu)
+    generator = torch.Generator().manual_seed(5)
+    batches = engine.epoch_batches(len(images), config.batch_size, generator, config.max_train_batches)
+    assert len(batches) == len(plan.indices) > 1
+    for index, staged_index, staged in zip(batches, plan.indices, plan.augment):
+        assert torch.equal(index, staged_index)
+        old = task.augment(images[index], targets[index], generator)  # drawn now, as the step used to
+        new = task.apply_augment(images[staged_index], targets[staged_index], staged)
+        assert all(torch.equal(a, b) for a, b in zip(old, new))
