@@ -16,6 +16,7 @@ with AdamW's state: about 4 s on a local disk, see ``benchmarks/RESULTS.md``), a
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 
@@ -90,10 +91,23 @@ def fit(
             folder.start(
                 {**params, "data_folders": folders, "environment": environment_info(device), **distributed.describe()}
             )
-        result = _train(config, train, val, folder, device, force, progress and main, on_epoch_end, plan)
+        with _cudnn_benchmark(device):
+            result = _train(config, train, val, folder, device, force, progress and main, on_epoch_end, plan)
     if main:
         set_latest(out_root, name, folder)
     return distributed.from_main(result)
+
+
+@contextlib.contextmanager
+def _cudnn_benchmark(device: torch.device):
+    """``cudnn.benchmark`` on while training on CUDA, the caller's setting restored afterwards (else inference in a
+    notebook after ``fit`` would re-tune cuDNN for every new image size)."""
+    previous = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = previous or device.type == "cuda"
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = previous
 
 
 def _with_accumulation(config: TrainConfig, plan) -> TrainConfig:
@@ -147,27 +161,6 @@ def _train(
     progress: bool,
     on_epoch_end,
     plan=None,
-) -> dict:
-    """Train under ``cudnn.benchmark`` on CUDA, restoring the caller's setting afterwards (inference in a notebook
-    afterwards would otherwise re-tune for every new image size)."""
-    benchmark = torch.backends.cudnn.benchmark
-    torch.backends.cudnn.benchmark = benchmark or device.type == "cuda"
-    try:
-        return _train_epochs(config, train, val, folder, device, force, progress, on_epoch_end, plan)
-    finally:
-        torch.backends.cudnn.benchmark = benchmark
-
-
-def _train_epochs(
-    config: TrainConfig,
-    train,
-    val,
-    folder: RunFolder,
-    device: torch.device,
-    force: bool,
-    progress: bool,
-    on_epoch_end,
-    plan,
 ) -> dict:
     started = time.perf_counter()
     model, task, optimizer, scheduler = engine.build_training(config, device, len(train.images))

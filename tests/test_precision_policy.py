@@ -152,17 +152,14 @@ def test_cuda_n_under_torchrun_is_this_ranks_gpu_or_refused(monkeypatch):
 
 
 def test_cudnn_benchmark_is_on_while_training_only(monkeypatch):
-    seen = []
-
-    def epochs(*args):
-        seen.append(torch.backends.cudnn.benchmark)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(fit_module, "_train_epochs", epochs)
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
     with pytest.raises(KeyboardInterrupt):
-        fit_module._train(None, None, None, None, torch.device("cuda"), False, False, None)
-    assert seen == [True] and torch.backends.cudnn.benchmark is False
+        with fit_module._cudnn_benchmark(torch.device("cuda")):
+            assert torch.backends.cudnn.benchmark is True
+            raise KeyboardInterrupt
+    assert torch.backends.cudnn.benchmark is False
+    with fit_module._cudnn_benchmark(torch.device("cpu")):
+        assert torch.backends.cudnn.benchmark is False
 
 
 def test_last_pt_is_written_every_epoch_while_cheap_and_spaced_when_not(monkeypatch):
