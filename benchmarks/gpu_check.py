@@ -48,6 +48,7 @@ from benchmarks.bench.run import environment
 from benchmarks.bench.tables import markdown_table
 from benchmarks.bench.timing import log
 from hw1lib.config import EXPERIMENTS, get_config
+from hw1lib.fit import _cudnn_benchmark
 from hw1lib.io import save_json, write_text
 from hw1lib.paths import REPO_ROOT
 from hw1lib.precision import resolve_device, resolve_precision
@@ -308,11 +309,36 @@ def train_steps_peak(config, precision: str, side: int, device: torch.device, ac
         row = {"ok": True, "seconds": time.perf_counter() - tic}
     except torch.OutOfMemoryError:
         row = {"ok": False, "error": "out of memory"}
+    except Exception as error:  # noqa: BLE001  e.g. a cuDNN error: a finding, the section goes on
+        row = {"ok": False, "error": _first_line(error)}
     if device.type == "cuda":
         row["peak_allocated_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
         row["peak_reserved_gib"] = torch.cuda.max_memory_reserved(device) / 2**30
     del model, optimizer, x
     return row
+
+
+def _estimate_gib(config, precision: str, side: int, batch: int) -> float | None:
+    """:mod:`hw1lib.memory`'s estimate at ``batch`` in GiB, or None when it fails (the measurement still runs)."""
+    from hw1lib import memory
+
+    try:
+        return memory.estimate_training_memory(config, precision, (3, side, side)).peak_bytes(batch) / 2**30
+    except Exception as error:  # noqa: BLE001
+        log(f"memory: no estimate for {config.model} {precision}: {_first_line(error)}")
+        return None
+
+
+def _fit_accumulation(config, side: int, card_gib: int) -> int:
+    """The micro-batches ``fit`` would choose for ``config`` in fp16 on an idle card of ``card_gib`` (1 if unknown)."""
+    from hw1lib import memory
+
+    try:
+        estimate = memory.estimate_training_memory(config, "fp16", (3, side, side))
+    except Exception:  # noqa: BLE001
+        return 1
+    free = int(card_gib * 2**30 - memory.CONTEXT_BYTES)
+    return memory.plan_training(estimate, config.batch_size, free, 0).accumulation_steps
 
 
 def check_memory(plan: CheckPlan, device: torch.device, deadlines: Deadlines) -> dict:
@@ -328,39 +354,38 @@ def check_memory(plan: CheckPlan, device: torch.device, deadlines: Deadlines) ->
             if skip := skipped("memory", item, deadlines):
                 skips.append(skip)
                 continue
-            estimate = memory.estimate_training_memory(config, precision, (3, side, side))
             row = {
                 "item": item,
                 "experiment": experiment,
                 "model": config.model,
                 "batch": config.batch_size,
                 "precision": precision,
-                "estimate_gib": estimate.peak_bytes(config.batch_size) / 2**30,
+                "estimate_gib": _estimate_gib(config, precision, side, config.batch_size),
             }
             if device.type == "cuda":
-                row.update(train_steps_peak(config, precision, side, device))
+                with _cudnn_benchmark(device):  # as fit trains: cuDNN's chosen algorithms and their workspaces
+                    row.update(train_steps_peak(config, precision, side, device))
             rows.append(row)
             log(f"memory: {item}: {row}")
     cards = []
     if device.type == "cuda":
         total = torch.cuda.get_device_properties(device).total_memory
         for gib, name in SMALL_CARDS.items():
-            torch.cuda.set_per_process_memory_fraction(min(1.0, gib * 2**30 / total), device)
+            # the allocator's share of an idle card of that size: its memory less a CUDA context
+            torch.cuda.set_per_process_memory_fraction(min(1.0, (gib * 2**30 - memory.CONTEXT_BYTES) / total), device)
             try:
                 for experiment in EXPERIMENTS:
                     config = _memory_config(experiment, plan)
                     side = 32 if config.task == "classification" else plan.memory_side
-                    estimate = memory.estimate_training_memory(config, "fp16", (3, side, side))
-                    chosen = memory.plan_training(
-                        estimate, config.batch_size, int(gib * 2**30 - memory.CONTEXT_BYTES), 0
-                    )
-                    for steps in dict.fromkeys([1, chosen.accumulation_steps]):
+                    steps_chosen = _fit_accumulation(config, side, gib)
+                    for steps in dict.fromkeys([1, steps_chosen]):
                         item = f"{experiment} fp16 on {gib} GB ({name}), {steps} micro-batch(es)"
                         if skip := skipped("memory", item, deadlines):
                             skips.append(skip)
                             continue
                         row = {"item": item, "card_gib": gib, "experiment": experiment, "accumulation_steps": steps}
-                        cards.append({**row, **train_steps_peak(config, "fp16", side, device, steps)})
+                        with _cudnn_benchmark(device):
+                            cards.append({**row, **train_steps_peak(config, "fp16", side, device, steps)})
                         log(f"memory: {item}: {cards[-1]}")
             finally:
                 torch.cuda.set_per_process_memory_fraction(1.0, device)
@@ -656,7 +681,7 @@ def memory_markdown(section: dict) -> list[str]:
             "model": lambda r: r["model"],
             "batch": lambda r: r["batch"],
             "precision": lambda r: r["precision"],
-            "CPU estimate GiB": lambda r: f"{r['estimate_gib']:.2f}",
+            "CPU estimate GiB": lambda r: _number(r.get("estimate_gib"), 2),
             "peak allocated GiB": lambda r: _number(r.get("peak_allocated_gib"), 2),
             "peak reserved GiB": lambda r: _number(r.get("peak_reserved_gib"), 2),
             "status": lambda r: "ok" if r.get("ok", True) else r.get("error", "failed"),

@@ -167,11 +167,27 @@ def free_gpu_bytes(device: torch.device) -> int:
     return int(torch.cuda.mem_get_info(device)[0])
 
 
+#: without an estimate, the data goes on the GPU when it takes at most this share of the free memory
+FALLBACK_DATA_FRACTION = 0.25
+
+
 def plan_for_device(config, precision: str, device: torch.device, data: list[torch.Tensor], world_size: int = 1):
-    """:func:`plan_training` for ``config`` on the CUDA ``device`` and the training tensors ``data`` (None on a CPU)."""
+    """:func:`plan_training` for ``config`` on the CUDA ``device`` and the training tensors ``data`` (None on a CPU).
+
+    Why a fallback: the estimate runs the model under ``FakeTensorMode``, a PyTorch internal; should a model or a
+    PyTorch version refuse it, training goes on with the recipe's batch and the data on the GPU when it takes at
+    most a quarter of the free memory (what ``fit`` did before), and says so.
+    """
     if device.type != "cuda":
         return None
-    memory = estimate_training_memory(config, precision, tuple(data[0].shape[1:]))
     data_bytes = sum(t.numel() * t.element_size() for t in data)
     per_rank = math.ceil(config.batch_size / world_size)
-    return plan_training(memory, per_rank, free_gpu_bytes(device), data_bytes, config.accumulation_steps)
+    free = free_gpu_bytes(device)
+    try:
+        memory = estimate_training_memory(config, precision, tuple(data[0].shape[1:]))
+    except Exception as error:  # noqa: BLE001  any failure of the estimate: train as the recipe says
+        print(f"note: no memory estimate for {config.model} ({type(error).__name__}: {error}); training as is")
+        steps = max(1, config.accumulation_steps)
+        on_device = data_bytes <= FALLBACK_DATA_FRACTION * free
+        return MemoryPlan(steps, math.ceil(per_rank / steps), float("nan"), data_bytes, on_device, free, True)
+    return plan_training(memory, per_rank, free, data_bytes, config.accumulation_steps)

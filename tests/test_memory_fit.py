@@ -92,6 +92,18 @@ def test_a_recipe_that_cannot_fit_says_so_and_a_set_accumulation_is_kept():
     assert kept.accumulation_steps == 4 and kept.micro_batch == 16
 
 
+def test_a_failing_estimate_trains_as_the_recipe_says(monkeypatch, capsys):
+    def broken(*args):
+        raise RuntimeError("fake mode unsupported")
+
+    monkeypatch.setattr(memory, "estimate_training_memory", broken)
+    mock_free(monkeypatch, 10)
+    config = get_config("p2_model_b", "full")
+    plan = memory.plan_for_device(config, "bf16", torch.device("cuda"), full_data(config.task))
+    assert plan.accumulation_steps == 1 and plan.micro_batch == 8 and plan.data_on_device  # 1.95 GiB < 2.5 GiB
+    assert "no memory estimate for deeplabv3_resnet50" in capsys.readouterr().out
+
+
 def test_no_plan_on_the_cpu():
     assert memory.plan_for_device(tiny_config(), "fp32", torch.device("cpu"), [torch.zeros(4, 3, 32, 32)]) is None
 
