@@ -48,7 +48,7 @@ from benchmarks.bench.run import environment
 from benchmarks.bench.tables import markdown_table
 from benchmarks.bench.timing import log
 from hw1lib.config import EXPERIMENTS, get_config
-from hw1lib.fit import _cudnn_benchmark
+from hw1lib.fit import cudnn_benchmark
 from hw1lib.io import save_json, write_text
 from hw1lib.paths import REPO_ROOT
 from hw1lib.precision import resolve_device, resolve_precision
@@ -363,7 +363,7 @@ def check_memory(plan: CheckPlan, device: torch.device, deadlines: Deadlines) ->
                 "estimate_gib": _estimate_gib(config, precision, side, config.batch_size),
             }
             if device.type == "cuda":
-                with _cudnn_benchmark(device):  # as fit trains: cuDNN's chosen algorithms and their workspaces
+                with cudnn_benchmark(device):  # as fit trains: cuDNN's chosen algorithms and their workspaces
                     row.update(train_steps_peak(config, precision, side, device))
             rows.append(row)
             log(f"memory: {item}: {row}")
@@ -384,7 +384,7 @@ def check_memory(plan: CheckPlan, device: torch.device, deadlines: Deadlines) ->
                             skips.append(skip)
                             continue
                         row = {"item": item, "card_gib": gib, "experiment": experiment, "accumulation_steps": steps}
-                        with _cudnn_benchmark(device):
+                        with cudnn_benchmark(device):
                             cards.append({**row, **train_steps_peak(config, "fp16", side, device, steps)})
                         log(f"memory: {item}: {cards[-1]}")
             finally:

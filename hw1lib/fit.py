@@ -91,7 +91,7 @@ def fit(
             folder.start(
                 {**params, "data_folders": folders, "environment": environment_info(device), **distributed.describe()}
             )
-        with _cudnn_benchmark(device):
+        with cudnn_benchmark(device):
             result = _train(config, train, val, folder, device, force, progress and main, on_epoch_end, plan)
     if main:
         set_latest(out_root, name, folder)
@@ -99,7 +99,7 @@ def fit(
 
 
 @contextlib.contextmanager
-def _cudnn_benchmark(device: torch.device):
+def cudnn_benchmark(device: torch.device):
     """``cudnn.benchmark`` on while training on CUDA, the caller's setting restored afterwards (else inference in a
     notebook after ``fit`` would re-tune cuDNN for every new image size)."""
     previous = torch.backends.cudnn.benchmark

@@ -151,14 +151,14 @@ def test_cuda_n_under_torchrun_is_this_ranks_gpu_or_refused(monkeypatch):
     assert distributed.local_device(torch.device("cpu")) == torch.device("cpu")
 
 
-def test_cudnn_benchmark_is_on_while_training_only(monkeypatch):
+def testcudnn_benchmark_is_on_while_training_only(monkeypatch):
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
     with pytest.raises(KeyboardInterrupt):
-        with fit_module._cudnn_benchmark(torch.device("cuda")):
+        with fit_module.cudnn_benchmark(torch.device("cuda")):
             assert torch.backends.cudnn.benchmark is True
             raise KeyboardInterrupt
     assert torch.backends.cudnn.benchmark is False
-    with fit_module._cudnn_benchmark(torch.device("cpu")):
+    with fit_module.cudnn_benchmark(torch.device("cpu")):
         assert torch.backends.cudnn.benchmark is False
 
 
