@@ -184,13 +184,28 @@ def test_no_aux_head_at_inference_and_the_same_out():
     model.eval()
     calls = []
     model.model.aux_classifier.register_forward_hook(lambda *a: calls.append(1))
-    with torch.no_grad():
+    with torch.inference_mode():  # validation (engine.evaluate) and the grader's commands
         out = model(x)
-        reference = model.model(model.normalize(x))  # torchvision's own forward, aux head included
-    assert set(out) == {"out"} and calls == [1]  # only torchvision's own forward ran the aux head
+    assert set(out) == {"out"} and calls == []
+    with torch.no_grad():  # a plain evaluation-mode call (the report's architecture figure) keeps torchvision's output
+        reference = model(x)
+    assert set(reference) == {"out", "aux"} and calls == [1]
     assert torch.equal(out["out"], reference["out"])
     model.train()
-    assert set(model(x)) == {"out", "aux"}
+    with torch.no_grad():
+        assert set(model(x)) == {"out", "aux"}
+
+
+def test_validation_runs_without_the_aux_head():
+    config = dataclasses.replace(
+        get_config("p2_model_b", "smoke"), model="deeplabv3_lite0", model_kwargs={}, pretrained=False
+    )
+    model, task, _, _ = engine.build_training(config, torch.device("cpu"), 4)
+    calls = []
+    model.model.aux_classifier.register_forward_hook(lambda *a: calls.append(1))
+    images, masks = torch.randint(0, 255, (4, 3, 32, 32), dtype=torch.uint8), torch.zeros(4, 32, 32, dtype=torch.uint8)
+    result = engine.evaluate(model, task, images, masks, 2, torch.device("cpu"), config.num_classes)
+    assert calls == [] and result["loss"] > 0  # the validation loss is the main head's only
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
