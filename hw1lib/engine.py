@@ -329,7 +329,7 @@ def _eval_batches(n: int, batch_size: int, keep: set[int], max_batches: int | No
     return batches + ([missing] if missing else [])
 
 
-@torch.inference_mode()  # also what skips a segmenter's auxiliary head (hw1lib.models.segmenters)
+@torch.no_grad()  # not inference_mode: a segmenter's auxiliary head stays in the validation loss (as in training's)
 def evaluate(
     model: nn.Module,
     task,

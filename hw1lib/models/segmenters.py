@@ -52,11 +52,12 @@ class NormalizedSegmenter(nn.Module):
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """``{"out"}``, plus ``"aux"`` when the network has an auxiliary head, except under ``torch.inference_mode``.
 
-        Why no ``"aux"`` under inference mode (validation in :func:`hw1lib.engine.evaluate`, the grader's commands):
-        only the training loss uses it, and it costs an FCN head at stride 8 on every image. Why not simply in
-        evaluation mode: a plain ``eval()`` call is also how the report's architecture figure traces the model,
-        which shows the head. The modules are torchvision's, unchanged (same state-dict keys); without the head,
-        torchvision's ``forward`` is followed step by step.
+        Why no ``"aux"`` under inference mode (the grader's commands, :mod:`hw1lib.grading`): nothing there uses it,
+        and it costs an FCN head at stride 8 on every image. Why not in every evaluation-mode call: validation
+        (:func:`hw1lib.engine.evaluate`, under ``no_grad``) keeps it so that its loss is defined as training's
+        (out + ``aux_weight`` x aux) and the histories of earlier runs stay comparable, and the report's
+        architecture figure traces the model in evaluation mode and shows the head. The modules are torchvision's,
+        unchanged (same state-dict keys); without the head, torchvision's ``forward`` is followed step by step.
         """
         x = self.normalize(x)
         net = self.model
