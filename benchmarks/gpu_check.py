@@ -1,22 +1,25 @@
-"""One GPU check in one command: ``benchmarks/gpu_check.sh OUT_DIR [--device cpu] [--quick]``.
+"""One GPU check in one command of at most 6 minutes: ``benchmarks/gpu_check.sh OUT_DIR [--device cpu] [--quick]``.
 
-For a machine with one CUDA GPU and a preinstalled PyTorch (no papermill, no internet; ``PYTHONPATH=.``
-instead of an install). It generates the full stand-in with every core, then, within a time budget (8 minutes
-on a GPU, split over four sections; time a section leaves unused passes to the next), measures:
+For a machine with one CUDA GPU and a preinstalled PyTorch (Python 3.12, torch, torchvision, timm, pandas,
+matplotlib, scikit-learn; no papermill, no internet; ``PYTHONPATH=.`` instead of an install). It generates only
+the data it reads (P1's 22,500 + 2,500 images and P2's 257 validation pairs, not P2's 2,000 training pairs), then,
+each section within its budget (time a section leaves unused passes to the next), measures:
 
-(a) ``fit``: P1 model A, the ``full`` recipe, 5 epochs over the 22,500 stand-in images through
-    :func:`hw1lib.fit.fit`; each epoch's time as the engine records it and its wall time with file writes.
-(b) ``models``: every model's row of :mod:`benchmarks.bench` at its recipe's batches: training and inference
-    images/s, peak GPU memory, and the fraction of a bf16 matmul peak measured in the same run.
-(c) ``segmenters``: DeepLabV3 and FCN32s training images/s at 512 px, batch 8 and 16 (a row of (b) at the same
-    batch is reused rather than measured twice).
-(d) ``grader``: ``python -m hw1lib classify`` over the 2,500 validation images and ``segment`` over the 257, one
-    command per experiment, timed as the grader sees it (process start and model load included).
+(a) ``fit``: one epoch of P1 model A's ``full`` recipe over the 22,500 images through :func:`hw1lib.fit.fit`
+    (validation and checkpoint writes included), under ``torch.cuda.set_sync_debug_mode("warn")``: every
+    host-device synchronisation is counted and attributed to the line that made it.
+(b) ``memory``: the envelope of each ``full`` recipe in bf16, fp16 and fp32: peak allocated and reserved memory
+    of two training steps at the recipe's batch, beside :mod:`hw1lib.memory`'s CPU estimate; then, under
+    ``set_per_process_memory_fraction`` as an 11 GB and a 15 GB card, each recipe in fp16 (what those sm_75
+    cards run) as is and with the micro-batches ``fit`` would choose: fits or runs out of memory.
+(c) ``models``: training images/s of every registered model at its recipe's batch (synthetic data on the GPU).
+(d) ``grader``: the grader's two commands (``classify`` over the 2,500 P1 validation images, ``segment`` over the
+    257 P2 validation images) as processes, timed as the grader sees them; then once more in a process that
+    times its imports, the checkpoint load and the command's function apart (time per image).
 
-It writes ``OUT_DIR/gpu_check.json`` (everything) and ``OUT_DIR/gpu_check.md`` (tables), with the GPU's name,
-driver, torch and CUDA versions. When a section's time is spent, its remaining items are recorded as skipped,
-not measured: the run keeps to its budget whatever the machine. ``--quick`` runs the same code at tiny sizes
-(the smoke stand-in, 1 epoch, small batches) in a few minutes on a CPU; ``tests/test_gpu_check.py`` runs it.
+``OUT_DIR/gpu_check.json`` (and ``gpu_check.md``) are rewritten atomically after every section, so a command
+killed at its time limit loses only the section it was in. ``--quick`` runs the same code at tiny sizes on a
+CPU in about a minute (``tests/test_gpu_check.py``).
 
 What it is not: the benchmark (``python -m benchmarks.bench``, every figure with repeats), or a test.
 """
@@ -25,11 +28,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import shutil
 import subprocess
 import sys
 import time
+import warnings
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,24 +43,27 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from benchmarks.bench.levers import measure_model
-from benchmarks.bench.plan import ModelCase, Plan, make_plan, model_cases
-from benchmarks.bench.run import apply_peaks, environment, measure_peaks
-from benchmarks.bench.tables import markdown_table, models_table
+from benchmarks.bench.plan import make_plan, model_cases, synthetic_data
+from benchmarks.bench.run import environment
+from benchmarks.bench.tables import markdown_table
 from benchmarks.bench.timing import log
-from hw1lib.config import get_config
-from hw1lib.experiments import EXPERIMENTS
+from hw1lib.config import EXPERIMENTS, get_config
+from hw1lib.fit import cudnn_benchmark
 from hw1lib.io import save_json, write_text
-from hw1lib.paths import REPO_ROOT, standin_dir
+from hw1lib.paths import REPO_ROOT
 from hw1lib.precision import resolve_device, resolve_precision
 
-SECTIONS = ("fit", "models", "segmenters", "grader")
-#: the grader's commands timed in (d): (command, experiment, validation folder under the data root)
-GRADER_COMMANDS = tuple(
-    ("classify", e.name, "p1_data/val_50") if e.task == "classification" else ("segment", e.name, "p2_data/validation")
-    for e in EXPERIMENTS.values()
+SECTIONS = ("fit", "memory", "models", "grader")
+#: the grader's commands timed in (d): (command, experiment, validation folder under the data root, pattern)
+GRADER_COMMANDS = (
+    ("classify", "p1_model_b", "p1_data/val_50", "*.png"),
+    ("segment", "p2_model_b", "p2_data/validation", "*.jpg"),
 )
-SEGMENTERS = (("p2_model_b", "deeplabv3_resnet50"), ("p2_model_a", "fcn32s"))
+PRECISIONS = ("bf16", "fp16", "fp32")
+#: the cards simulated with set_per_process_memory_fraction in (b): GiB -> what has that size (both sm_75: fp16)
+SMALL_CARDS = {11: "RTX 2080 Ti", 15: "T4"}
+#: the data the check generates: the full stand-in's P1 and P2 validation, no P2 training pairs
+CHECK_STANDIN = "gpu-check"
 
 
 @dataclass(frozen=True)
@@ -62,11 +71,11 @@ class CheckPlan:
     """What one check measures, at which sizes, and the seconds each section may take."""
 
     quick: bool
-    standin_size: str  # the stand-in generated and read (``full``: the real archive's counts and sizes)
-    p1_overrides: dict  # fields of P1 model A's ``full`` recipe changed for (a): epochs; quick: batches too
-    bench: Plan  # what (b) and (c) measure with (benchmarks.bench)
-    segmenter_batches: tuple[int, ...]
-    segmenter_side: int
+    standin_size: str  # a key of hw1lib.data.standin.STANDIN_SIZES
+    p1_overrides: dict  # fields of P1 model A's full recipe changed for (a)
+    memory_overrides: dict  # fields of every full recipe changed for (b) (quick: tiny batches and sizes)
+    memory_side: int  # P2 side in (b) (512: the homework's)
+    model_steps: int  # timed training steps per model in (c)
     budgets: dict  # seconds per section (SECTIONS order)
     grader_overrides: dict = dataclasses.field(default_factory=dict)  # experiment -> recipe fields changed for (d)
 
@@ -75,26 +84,21 @@ class CheckPlan:
         return float(sum(self.budgets.values()))
 
 
-def make_check_plan(quick: bool, device: torch.device) -> CheckPlan:
-    """The GPU plan (homework sizes, 8 minutes) or the ``quick`` one (tiny sizes, CPU, for the test)."""
-    bench = make_plan(quick, device)
+def make_check_plan(quick: bool) -> CheckPlan:
+    """The GPU plan (homework sizes; 290 s of sections, 6 minutes with start-up and data) or the ``quick`` one."""
     if quick:
-        # (c) at the smoke recipes' batch 4 (the models section's rows, reused) and at batch 2 (measured)
-        # (d) with EfficientNetV2-S at the quick plan's 32 px instead of 224 (the costliest command on a CPU)
         return CheckPlan(
             True,
             "smoke",
             {"epochs": 1, "batch_size": 50, "eval_batch_size": 100},
-            bench,
-            (4, 2),
-            bench.p2_side,
-            {"fit": 15, "models": 40, "segmenters": 20, "grader": 45},
-            {"p1_model_b": {"model_kwargs": {"input_size": bench.pretrained_side}}},
+            {"batch_size": 2, "model_kwargs_input_size": 32},
+            32,
+            1,
+            {"fit": 15, "memory": 25, "models": 20, "grader": 40},
+            {"p1_model_b": {"model_kwargs": {"input_size": 32}}},
         )
-    # fewer repeats than the benchmark's: (b) is a check of every model, not the benchmark's medians
-    bench = dataclasses.replace(bench, warmup_steps=1, timed_steps=5, steps_per_call=5)
     return CheckPlan(
-        False, "full", {"epochs": 5}, bench, (8, 16), 512, {"fit": 90, "models": 180, "segmenters": 90, "grader": 120}
+        False, CHECK_STANDIN, {"epochs": 1}, {}, 512, 10, {"fit": 50, "memory": 110, "models": 60, "grader": 70}
     )
 
 
@@ -143,7 +147,8 @@ def driver_version() -> str | None:
 
 
 def machine(device: torch.device, command: str) -> dict:
-    """:func:`benchmarks.bench.run.environment` plus driver, CUDA, cuDNN, torchvision and the GPU's memory."""
+    """:func:`benchmarks.bench.run.environment` plus driver, CUDA, cuDNN, torchvision, the GPU's memory and
+    compute capability, and the precision the policy picks there."""
     import torchvision
 
     info = {
@@ -152,32 +157,55 @@ def machine(device: torch.device, command: str) -> dict:
         "cuda": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
         "driver": driver_version(),
+        "precision_policy": resolve_precision(None, device),
     }
     if device.type == "cuda":
         info["gpu_memory_gib"] = torch.cuda.get_device_properties(device).total_memory / 2**30
+        info["compute_capability"] = ".".join(map(str, torch.cuda.get_device_capability(device)))
     return info
 
 
 def prepare_standin(size: str, folder: Path) -> dict:
-    """Generate (or reuse) the stand-in of ``size`` in ``folder`` with every core; return its summary."""
-    from hw1lib.data.standin import generate_standin
+    """Generate (or reuse) the stand-in of ``size`` in ``folder`` with every core; return its summary.
 
+    ``gpu-check`` is the full stand-in without P2's training pairs (nothing here reads them; they are most of the
+    full stand-in's generation time).
+    """
+    from hw1lib.data.standin import STANDIN_SIZES, generate_standin
+
+    STANDIN_SIZES.setdefault(CHECK_STANDIN, dataclasses.replace(STANDIN_SIZES["full"], p2_train_count=0))
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     tic = time.perf_counter()
-    summary = generate_standin(folder, size=size, seed=0, workers=cores if size == "full" else None)
+    summary = generate_standin(folder, size=size, seed=0, workers=cores if size != "smoke" else 1)
     return {**summary, "wall_seconds": time.perf_counter() - tic}
 
 
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 # ----------------------------------------------------------------------------------------------------
-# (a) P1 model A through fit
+# (a) P1 model A through fit, with the host-device synchronisations counted
 
 
 class _TimeSpent(Exception):
     """Raised from ``fit``'s epoch callback to stop training when the section's time is spent."""
 
 
+def _sync_sources(caught: list[warnings.WarningMessage]) -> dict[str, int]:
+    """Synchronisation warnings grouped by the line that made them (the most frequent first)."""
+    counts = Counter(
+        f"{Path(w.filename).relative_to(REPO_ROOT) if str(w.filename).startswith(str(REPO_ROOT)) else w.filename}"
+        f":{w.lineno}"
+        for w in caught
+        if "synchroniz" in str(w.message)
+    )
+    return dict(counts.most_common(15))
+
+
 def check_fit(plan: CheckPlan, root: Path, device: torch.device, out: Path, deadlines: Deadlines) -> dict:
-    """Train P1 model A (``full`` recipe, ``plan.p1_overrides``) through ``fit``; record every epoch's times."""
+    """Train P1 model A (``full`` recipe, ``plan.p1_overrides``) through ``fit``; epoch times and sync counts."""
     from hw1lib.data import find_data_root, load_problem1
     from hw1lib.fit import fit
 
@@ -211,102 +239,212 @@ def check_fit(plan: CheckPlan, root: Path, device: torch.device, out: Path, dead
         "val_images": len(val),
         "decode_seconds": decode,
         "epochs": epochs,
+        "precision": resolve_precision(config, device),
     }
-    try:
-        metrics = fit(
-            config,
-            train,
-            val,
-            out / "runs",
-            "p1_model_a",
-            device=str(device),
-            force=True,
-            progress=False,
-            on_epoch_end=on_epoch_end,
-        )
-        result.update(best_val_acc=metrics["best_val_acc"], checkpoint=str(Path(metrics["run_dir"]) / "best.pt"))
-    except _TimeSpent:
-        result["stopped"] = f"after epoch {len(epochs)} of {config.epochs}: the fit section's time was spent"
-    result["first_epoch_note"] = (
-        "epoch 1's wall time includes fit's set-up (building the model, moving the data "
-        "to the device); on a GPU both its times include cudnn's autotuning"
+    cuda = device.type == "cuda"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if cuda:
+            torch.cuda.set_sync_debug_mode("warn")
+        try:
+            metrics = fit(
+                config,
+                train,
+                val,
+                out / "runs",
+                "p1_model_a",
+                device=str(device),
+                force=True,
+                progress=False,
+                on_epoch_end=on_epoch_end,
+            )
+            result.update(best_val_acc=metrics["best_val_acc"], checkpoint=str(Path(metrics["run_dir"]) / "best.pt"))
+        except _TimeSpent:
+            result["stopped"] = f"after epoch {len(epochs)} of {config.epochs}: the fit section's time was spent"
+        finally:
+            if cuda:
+                torch.cuda.set_sync_debug_mode("default")
+    result["syncs"] = sum(1 for w in caught if "synchroniz" in str(w.message)) if cuda else None
+    result["sync_sources"] = _sync_sources(caught) if cuda else {}
+    result["note"] = (
+        "one epoch plus validation and the run's file writes; the syncs include validation's and the writes' "
+        "(reading metrics, saving weights): those inside training steps are the ones that cost"
     )
-    result["precision"] = resolve_precision(config, device)
     return result
 
 
 # ----------------------------------------------------------------------------------------------------
-# (b) every model's bench row, (c) the segmenters at two batches
+# (b) the memory envelope of each full recipe
 
 
-def _measure_rows(
-    cases: list[tuple[str, ModelCase]], section: str, device: torch.device, plan: CheckPlan, deadlines: Deadlines
-) -> tuple[list[dict], list[dict]]:
-    """Measure each ``(name, case)`` with :func:`measure_model` while ``section`` has time; ``(rows, skipped)``.
+def _memory_config(experiment: str, plan: CheckPlan):
+    """``experiment``'s full recipe without pretrained weights (no download), as (b) measures it."""
+    config = get_config(experiment, "full", pretrained=False, keep_mask_ids=[])
+    overrides = dict(plan.memory_overrides)
+    if overrides.pop("model_kwargs_input_size", None) and "input_size" in config.model_kwargs:
+        config = dataclasses.replace(config, model_kwargs={**config.model_kwargs, "input_size": 32})
+    return dataclasses.replace(config, **overrides)
 
-    A case that fails (out of memory on a smaller GPU, say) is a finding: its row holds the error.
+
+def train_steps_peak(config, precision: str, side: int, device: torch.device, accumulation: int = 1) -> dict:
+    """Peak allocated and reserved memory (GiB) of two training steps of ``config`` at its batch in ``precision``.
+
+    Two steps: AdamW's state exists from the first step on, so the second's peak is a training run's.
     """
+    from hw1lib.engine import build_training, train_step
+    from hw1lib.precision import grad_scaler, to_input
+
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    model, task, optimizer, scheduler = build_training(config, device, config.batch_size)
+    scaler = grad_scaler(device, precision) if device.type == "cuda" else None
+    images, targets = synthetic_data(config, side, config.batch_size, device)
+    x = to_input(images, device, config.channels_last)
+    tic = time.perf_counter()
+    try:
+        for _ in range(2):
+            train_step(model, task, x, targets, optimizer, scheduler, precision, scaler, accumulation)
+        _sync(device)
+        row = {"ok": True, "seconds": time.perf_counter() - tic}
+    except torch.OutOfMemoryError:
+        row = {"ok": False, "error": "out of memory"}
+    except Exception as error:  # noqa: BLE001  e.g. a cuDNN error: a finding, the section goes on
+        row = {"ok": False, "error": _first_line(error)}
+    if device.type == "cuda":
+        row["peak_allocated_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+        row["peak_reserved_gib"] = torch.cuda.max_memory_reserved(device) / 2**30
+    del model, optimizer, x
+    return row
+
+
+def _estimate_gib(config, precision: str, side: int, batch: int) -> float | None:
+    """:mod:`hw1lib.memory`'s estimate at ``batch`` in GiB, or None when it fails (the measurement still runs)."""
+    from hw1lib import memory
+
+    try:
+        return memory.estimate_training_memory(config, precision, (3, side, side)).peak_bytes(batch) / 2**30
+    except Exception as error:  # noqa: BLE001
+        log(f"memory: no estimate for {config.model} {precision}: {_first_line(error)}")
+        return None
+
+
+def _fit_accumulation(config, side: int, card_gib: int) -> int:
+    """The micro-batches ``fit`` would choose for ``config`` in fp16 on an idle card of ``card_gib`` (1 if unknown)."""
+    from hw1lib import memory
+
+    try:
+        estimate = memory.estimate_training_memory(config, "fp16", (3, side, side))
+    except Exception:  # noqa: BLE001
+        return 1
+    free = int(card_gib * 2**30 - memory.CONTEXT_BYTES)
+    return memory.plan_training(estimate, config.batch_size, free, 0).accumulation_steps
+
+
+def check_memory(plan: CheckPlan, device: torch.device, deadlines: Deadlines) -> dict:
+    """(b): every full recipe in every precision; then fp16 as an 11 and a 15 GB card, as is and as ``fit`` plans."""
+    from hw1lib import memory
+
     rows, skips = [], []
-    for name, case in cases:
-        skip = skipped(section, name, deadlines)
-        if skip:
-            skips.append(skip)
-            continue
-        try:
-            rows.append({**measure_model(case, device, plan.bench), "item": name})
-            log(f"{section}: {name}: {rows[-1]['train_images_per_s']:.1f} train img/s")
-        except Exception as error:  # noqa: BLE001  reported in the row, the check goes on
-            rows.append(
-                {
-                    "item": name,
-                    "model": case.config.model,
-                    "batch_size": case.config.batch_size,
-                    "error": f"{type(error).__name__}: {str(error).splitlines()[0][:200]}",
-                }
-            )
-            log(f"{section}: {name} failed: {rows[-1]['error']}")
-        finally:
+    for experiment in EXPERIMENTS:
+        config = _memory_config(experiment, plan)
+        side = 32 if config.task == "classification" else plan.memory_side
+        for precision in PRECISIONS:
+            item = f"{experiment} {precision}"
+            if skip := skipped("memory", item, deadlines):
+                skips.append(skip)
+                continue
+            row = {
+                "item": item,
+                "experiment": experiment,
+                "model": config.model,
+                "batch": config.batch_size,
+                "precision": precision,
+                "estimate_gib": _estimate_gib(config, precision, side, config.batch_size),
+            }
             if device.type == "cuda":
+                with cudnn_benchmark(device):  # as fit trains: cuDNN's chosen algorithms and their workspaces
+                    row.update(train_steps_peak(config, precision, side, device))
+            rows.append(row)
+            log(f"memory: {item}: {row}")
+    cards = []
+    if device.type == "cuda":
+        total = torch.cuda.get_device_properties(device).total_memory
+        for gib, name in SMALL_CARDS.items():
+            # the allocator's share of an idle card of that size: its memory less a CUDA context
+            torch.cuda.set_per_process_memory_fraction(min(1.0, (gib * 2**30 - memory.CONTEXT_BYTES) / total), device)
+            try:
+                for experiment in EXPERIMENTS:
+                    config = _memory_config(experiment, plan)
+                    side = 32 if config.task == "classification" else plan.memory_side
+                    steps_chosen = _fit_accumulation(config, side, gib)
+                    for steps in dict.fromkeys([1, steps_chosen]):
+                        item = f"{experiment} fp16 on {gib} GB ({name}), {steps} micro-batch(es)"
+                        if skip := skipped("memory", item, deadlines):
+                            skips.append(skip)
+                            continue
+                        row = {"item": item, "card_gib": gib, "experiment": experiment, "accumulation_steps": steps}
+                        with cudnn_benchmark(device):
+                            cards.append({**row, **train_steps_peak(config, "fp16", side, device, steps)})
+                        log(f"memory: {item}: {cards[-1]}")
+            finally:
+                torch.cuda.set_per_process_memory_fraction(1.0, device)
                 torch.cuda.empty_cache()
-    return rows, skips
+    return {"rows": rows, "cards": cards, "skipped": skips}
+
+
+# ----------------------------------------------------------------------------------------------------
+# (c) training images/s of every model
 
 
 def check_models(plan: CheckPlan, device: torch.device, deadlines: Deadlines) -> dict:
-    """(b): every registered model at its recipe's batches, through :mod:`benchmarks.bench`."""
-    cases = [(f"{case.config.model} batch {case.config.batch_size}", case) for case in model_cases(plan.bench, device)]
-    rows, skips = _measure_rows(cases, "models", device, plan, deadlines)
+    """(c): every registered model at its recipe's batch: training images/s through the engine's epoch loop."""
+    from hw1lib.engine import build_training, train_one_epoch
+
+    bench = make_plan(plan.quick, device)
+    rows, skips = [], []
+    for case in model_cases(bench, device):
+        config = dataclasses.replace(case.config, max_train_batches=plan.model_steps)
+        item = f"{config.model} batch {config.batch_size}"
+        if skip := skipped("models", item, deadlines):
+            skips.append(skip)
+            continue
+        try:
+            n = config.batch_size * plan.model_steps
+            images, targets = synthetic_data(config, case.image_side, n, device)
+            model, task, optimizer, scheduler = build_training(config, device, n)
+            times = []
+            for epoch in (1, 2):  # the first tunes cuDNN's algorithms
+                _sync(device)
+                tic = time.perf_counter()
+                train_one_epoch(model, task, images, targets, optimizer, scheduler, config, epoch, device, False)
+                _sync(device)
+                times.append(time.perf_counter() - tic)
+            rows.append(
+                {
+                    "item": item,
+                    "model": config.model,
+                    "input": f"{case.image_side}x{case.image_side}",
+                    "working_side": case.working_side,
+                    "batch": config.batch_size,
+                    "precision": resolve_precision(config, device),
+                    "steps": plan.model_steps,
+                    "train_images_per_s": n / times[1],
+                    "first_epoch_seconds": times[0],
+                }
+            )
+            log(f"models: {item}: {rows[-1]['train_images_per_s']:.0f} train img/s")
+        except Exception as error:  # noqa: BLE001  reported in the row, the check goes on
+            rows.append({"item": item, "model": config.model, "batch": config.batch_size, "error": _first_line(error)})
+            log(f"models: {item} failed: {rows[-1]['error']}")
+        finally:
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
     return {"rows": rows, "skipped": skips}
 
 
-def segmenter_case(experiment: str, batch: int, side: int) -> ModelCase:
-    """The ``full`` recipe of a P2 experiment at ``batch`` (training and inference) on ``side``-pixel images."""
-    config = get_config(experiment, "full")
-    augment = {k: v for k, v in config.augment.items() if k != "out_size"}
-    config = dataclasses.replace(
-        config, pretrained=False, batch_size=batch, eval_batch_size=batch, augment=augment, keep_mask_ids=[]
-    )
-    return ModelCase(config, side, side)
-
-
-def check_segmenters(plan: CheckPlan, device: torch.device, deadlines: Deadlines, model_rows: list[dict]) -> dict:
-    """(c): DeepLabV3 and FCN32s training at ``plan.segmenter_side`` px and each batch of the plan."""
-    reused, cases = [], []
-    for experiment, model in SEGMENTERS:
-        for batch in plan.segmenter_batches:
-            same = [
-                r
-                for r in model_rows
-                if r.get("model") == model
-                and r.get("batch_size") == batch
-                and r.get("input") == f"{plan.segmenter_side}x{plan.segmenter_side}"
-                and "error" not in r
-            ]
-            if same:
-                reused.append({**same[0], "item": f"{model} batch {batch}", "source": "the models section's row"})
-            else:
-                cases.append((f"{model} batch {batch}", segmenter_case(experiment, batch, plan.segmenter_side)))
-    rows, skips = _measure_rows(cases, "segmenters", device, plan, deadlines)
-    return {"rows": reused + [{**row, "source": "measured here"} for row in rows], "skipped": skips}
+def _first_line(error: BaseException) -> str:
+    return f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:200]}"
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -327,32 +465,57 @@ def random_checkpoint(experiment: str, folder: Path, overrides: dict | None = No
     return RunFolder(folder / f"{experiment}-untrained").save_weights(weights, "best")
 
 
-def run_grader_command(
-    command: str, image_dir: Path, output: Path, checkpoint: Path, device: torch.device, timeout: float
-) -> dict:
-    """Run ``python -m hw1lib <command>`` as the grader would, and time the whole process."""
-    argv = [
-        sys.executable,
-        "-m",
-        "hw1lib",
-        command,
-        str(image_dir),
-        str(output),
-        "--checkpoint",
-        str(checkpoint),
-        "--device",
-        device.type,
-    ]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+def _env() -> dict:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+
+
+def run_process(argv: list[str], timeout: float) -> dict:
+    """Run ``argv`` and time the whole process; ``{"seconds", "returncode"[, "error"]}``."""
     tic = time.perf_counter()
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=timeout)
+        done = subprocess.run(argv, capture_output=True, text=True, env=_env(), timeout=timeout)
     except subprocess.TimeoutExpired:
         return {"seconds": time.perf_counter() - tic, "returncode": None, "error": f"timed out after {timeout:.0f} s"}
     row = {"seconds": time.perf_counter() - tic, "returncode": done.returncode}
     if done.returncode != 0:
         row["error"] = " ".join(done.stderr.strip().splitlines()[-1:])[:300]
     return row
+
+
+#: run in a fresh process: the import, the checkpoint load and the command's own function, each timed
+_PROBE = """
+import json, sys, time
+tic = time.perf_counter()
+import torch
+import hw1lib.grading as grading
+from hw1lib.checkpoints import load_model
+imported = time.perf_counter()
+command, images, output, checkpoint, device = sys.argv[1:6]
+model, _ = load_model(checkpoint, torch.device(device))
+if device.startswith("cuda"):
+    torch.cuda.synchronize()
+loaded = time.perf_counter()
+run = grading.classify_folder if command == "classify" else grading.segment_folder
+count = run(images, output, checkpoint, device)
+done = time.perf_counter()
+print(json.dumps({"import_seconds": imported - tic, "load_seconds": loaded - imported,
+                  "command_seconds": done - loaded, "count": count}))
+"""
+
+
+def probe_command(command: str, images: Path, output: Path, checkpoint: Path, device: torch.device) -> dict:
+    """Import, load and per-image times of ``command`` measured inside a fresh process (:data:`_PROBE`).
+
+    The command's function loads the checkpoint again (from the file cache): its time less the load measured just
+    before, over the images, is the time per image.
+    """
+    argv = [sys.executable, "-c", _PROBE, command, str(images), str(output), str(checkpoint), str(device)]
+    done = subprocess.run(argv, capture_output=True, text=True, env=_env(), timeout=300)
+    if done.returncode != 0:
+        return {"probe_error": " ".join(done.stderr.strip().splitlines()[-1:])[:300]}
+    times = json.loads(done.stdout.strip().splitlines()[-1])
+    per_image = (times["command_seconds"] - times["load_seconds"]) / max(1, times["count"])
+    return {**times, "per_image_ms": 1000 * per_image}
 
 
 def _outputs(command: str, output: Path) -> int:
@@ -365,89 +528,92 @@ def _outputs(command: str, output: Path) -> int:
 def check_grader(
     plan: CheckPlan, root: Path, checkpoints: dict[str, Path], device: torch.device, out: Path, deadlines: Deadlines
 ) -> dict:
-    """(d): each of :data:`GRADER_COMMANDS` on the stand-in's validation images, with ``checkpoints[experiment]``."""
+    """(d): each of :data:`GRADER_COMMANDS`, timed as a process, with its import and load times measured apart."""
     rows, skips = [], []
-    for command, experiment, folder in GRADER_COMMANDS:
+    for command, experiment, folder, pattern in GRADER_COMMANDS:
         item = f"{command} {experiment}"
-        skip = skipped("grader", item, deadlines)
-        if skip:
+        if skip := skipped("grader", item, deadlines):
             skips.append(skip)
             continue
         images = root / folder
-        count = len(list(images.glob("*.png" if command == "classify" else "*.jpg")))
+        count = len(list(images.glob(pattern)))
         output = out / "grader" / (f"{experiment}.csv" if command == "classify" else experiment)
-        timeout = max(60.0, deadlines.left("grader") + 60.0)
-        row = run_grader_command(command, images, output, checkpoints[experiment], device, timeout)
+        argv = [sys.executable, "-m", "hw1lib", command, str(images), str(output)]
+        argv += ["--checkpoint", str(checkpoints[experiment]), "--device", device.type]
+        row = run_process(argv, max(60.0, deadlines.left("grader") + 60.0))
+        outputs = _outputs(command, output)
+        probe = probe_command(command, images, out / "grader-probe" / output.name, checkpoints[experiment], device)
         rows.append(
             {
                 "command": command,
                 "experiment": experiment,
                 "images": count,
-                "outputs": _outputs(command, output),
+                "outputs": outputs,
                 "checkpoint": str(checkpoints[experiment]),
                 "recipe_overrides": plan.grader_overrides.get(experiment, {}),
                 **row,
+                **probe,
             }
         )
         log(f"grader: {item}: {row['seconds']:.1f} s for {count} images (exit {row['returncode']})")
     return {"rows": rows, "skipped": skips}
 
 
-def grader_checkpoints(plan: CheckPlan, fit_result: dict, folder: Path) -> dict[str, Path]:
-    """P1 model A's best checkpoint from (a) when it finished; untrained ones for the other experiments."""
-    paths = {
-        experiment: random_checkpoint(experiment, folder, plan.grader_overrides.get(experiment))
-        for _, experiment, _ in GRADER_COMMANDS
-        if experiment != "p1_model_a" or not fit_result.get("checkpoint")
-    }
-    if fit_result.get("checkpoint"):
-        paths["p1_model_a"] = Path(fit_result["checkpoint"])
-    return paths
-
-
 # ----------------------------------------------------------------------------------------------------
 # the whole check, its tables, the command line
 
 
-def run_check(plan: CheckPlan, device: torch.device, out: Path, standin: Path, command: str) -> dict:
-    """Generate the stand-in, then run the four sections within ``plan.budgets``; return what the JSON holds."""
-    results: dict = {"environment": machine(device, command), "plan": dataclasses.asdict(plan)}
-    log(f"stand-in {plan.standin_size} in {standin}")
-    results["standin"] = prepare_standin(plan.standin_size, standin)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # as the engine
-    threads = torch.get_num_threads()
-    if plan.bench.threads:
-        torch.set_num_threads(plan.bench.threads)
-    try:
-        deadlines = Deadlines(plan.budgets)
-        peaks = [measure_peaks(device, plan.bench)]
-        results["fit"] = _timed(lambda: check_fit(plan, standin, device, out, deadlines))
-        results["models"] = _timed(lambda: check_models(plan, device, deadlines))
-        results["segmenters"] = _timed(lambda: check_segmenters(plan, device, deadlines, results["models"]["rows"]))
-        checkpoints = grader_checkpoints(plan, results["fit"], out / "checkpoints")
-        results["grader"] = _timed(lambda: check_grader(plan, standin, checkpoints, device, out, deadlines))
-        peaks.append(measure_peaks(device, plan.bench))
-    finally:
-        torch.set_num_threads(threads)
-    _apply_peaks(results, peaks)
-    results["seconds_after_standin"] = time.perf_counter() - deadlines.start
-    return results
-
-
 def _timed(section: Callable[[], dict]) -> dict:
-    """Run one section and add its wall time (``section_seconds``)."""
+    """Run one section and add its wall time (``section_seconds``); an error is the section's result."""
     tic = time.perf_counter()
-    result = section()
+    try:
+        result = section()
+    except Exception as error:  # noqa: BLE001  a failed section is a finding; the next ones still run
+        log(f"section failed: {_first_line(error)}")
+        result = {"error": _first_line(error), "skipped": []}
     return {**result, "section_seconds": time.perf_counter() - tic}
 
 
-def _apply_peaks(results: dict, samples: list[dict]) -> None:
-    """Fill in the fraction of the measured matmul peak of every (b) and (c) row (:func:`apply_peaks`)."""
-    rows = [r for r in results["models"]["rows"] + results["segmenters"]["rows"] if "error" not in r]
-    holder = {"environment": results["environment"], "models": rows, "levers": []}
-    apply_peaks(holder, samples)
-    results["peaks"] = holder["peaks"]
+def write_results(results: dict, out: Path) -> None:
+    """Rewrite ``gpu_check.json`` and ``gpu_check.md`` atomically (after every section)."""
+    save_json(results, out / "gpu_check.json")
+    write_text(out / "gpu_check.md", format_markdown(results))
+
+
+def run_check(plan: CheckPlan, device: torch.device, out: Path, standin: Path, command: str) -> dict:
+    """Generate the data, then run the four sections within ``plan.budgets``, writing the results after each."""
+    started = time.perf_counter()
+    results: dict = {"environment": machine(device, command), "plan": dataclasses.asdict(plan), "sections_done": []}
+    log(f"stand-in {plan.standin_size} in {standin}")
+    results["standin"] = prepare_standin(plan.standin_size, standin)
+    write_results(results, out)
+    threads = torch.get_num_threads()
+    if plan.quick:
+        torch.set_num_threads(1)
+    deadlines = Deadlines(plan.budgets)
+    sections = {
+        "fit": lambda: check_fit(plan, standin, device, out, deadlines),
+        "memory": lambda: check_memory(plan, device, deadlines),
+        "models": lambda: check_models(plan, device, deadlines),
+        "grader": lambda: check_grader(
+            plan, standin, grader_checkpoints(plan, out / "checkpoints"), device, out, deadlines
+        ),
+    }
+    try:
+        for name in SECTIONS:
+            log(f"section {name}: {max(0.0, deadlines.left(name)):.0f} s left")
+            results[name] = _timed(sections[name])
+            results["sections_done"].append(name)
+            results["seconds_total"] = time.perf_counter() - started
+            write_results(results, out)
+    finally:
+        torch.set_num_threads(threads)
+    return results
+
+
+def grader_checkpoints(plan: CheckPlan, folder: Path) -> dict[str, Path]:
+    """Untrained checkpoints of the graded experiments' ``full`` recipes (speed does not depend on weights)."""
+    return {e: random_checkpoint(e, folder, plan.grader_overrides.get(e)) for _, e, _, _ in GRADER_COMMANDS}
 
 
 def _number(value: float | None, digits: int = 1) -> str:
@@ -455,80 +621,137 @@ def _number(value: float | None, digits: int = 1) -> str:
 
 
 def header_lines(results: dict) -> list[str]:
-    """Where and what: device, driver, versions, commit, command, stand-in, peak and budget."""
-    env, standin, peak = results["environment"], results["standin"], results["peaks"]["main"]
-    return [
-        f"device: {env['device_name']} ({env['device']}, {_number(env.get('gpu_memory_gib'))} GiB), driver "
+    """Where and what: device, driver, versions, commit, command, stand-in and budget."""
+    env, standin = results["environment"], results.get("standin")
+    lines = [
+        f"device: {env['device_name']} ({env['device']}, {_number(env.get('gpu_memory_gib'))} GiB, compute capability "
+        f"{env.get('compute_capability', '-')}, precision policy {env['precision_policy']}), driver "
         f"{env['driver'] or 'unknown'}; torch {env['torch']}, CUDA {env['cuda']}, cuDNN {env['cudnn']}, "
         f"torchvision {env['torchvision']}; {env['cpu_cores']} CPU cores",
         f"commit {env['commit']}, {env['date']}; command: `{env['command']}`",
-        f"stand-in: {standin['size']} ({standin['p1']['train']:,} + {standin['p1']['val']:,} P1 images, "
-        f"{standin['p2']['train']:,} + {standin['p2']['validation']:,} P2 pairs at {standin['p2']['image_size']} px), "
-        f"{'reused' if standin['reused'] else 'generated'} in {standin['wall_seconds']:.0f} s",
-        f"matmul peak: {_number(None if peak is None else peak / 1e12, 1)} TFLOP/s ({results['peaks']['main_kind']})",
-        f"budget {results['plan']['budgets']} s; the four sections took {results['seconds_after_standin']:.0f} s",
     ]
+    if standin:
+        lines.append(
+            f"stand-in: {standin['size']} ({standin['p1']['train']:,} + {standin['p1']['val']:,} P1 images, "
+            f"{standin['p2']['train']:,} + {standin['p2']['validation']:,} P2 pairs at {standin['p2']['image_size']} "
+            f"px), {'reused' if standin['reused'] else 'generated'} in {standin['wall_seconds']:.0f} s"
+        )
+    done = results.get("sections_done", [])
+    lines.append(
+        f"budget {results['plan']['budgets']} s; sections done: {', '.join(done) or 'none'}"
+        + (f", {results['seconds_total']:.0f} s in all" if "seconds_total" in results else "")
+    )
+    return lines
+
+
+def _table(rows: list[dict], columns: dict[str, Callable[[dict], object]]) -> list[str]:
+    if not rows:
+        return ["(no row measured)"]
+    return [markdown_table(pd.DataFrame([{k: f(r) for k, f in columns.items()} for r in rows]))]
 
 
 def fit_markdown(fit: dict) -> list[str]:
-    """(a) as a paragraph and a table of epochs."""
-    rows = [
-        {
-            "epoch": e["epoch"],
-            "train + validation s": f"{e['seconds']:.2f}",
-            "wall s (with checkpoint writes)": f"{e['wall_seconds']:.2f}",
-            "train img/s (epoch incl. validation)": f"{e['train_images_per_s']:,.0f}",
-            "val acc": f"{e['val_acc']:.3f}",
-        }
-        for e in fit["epochs"]
-    ]
+    """(a) as a paragraph, a table of epochs and the lines that synchronised most."""
     lines = [
         f"P1 model A, `full` recipe with {fit['overrides']}, {fit['train_images']:,} training and "
-        f"{fit['val_images']:,} validation images (decoded in {fit['decode_seconds']:.1f} s), "
-        f"precision {fit['precision']}. {fit['first_epoch_note']}.",
+        f"{fit['val_images']:,} validation images (decoded in {fit['decode_seconds']:.1f} s), precision "
+        f"{fit['precision']}; host-device synchronisations: {fit['syncs'] if fit['syncs'] is not None else '-'}.",
         "",
-        markdown_table(pd.DataFrame(rows)),
     ]
+    lines += _table(
+        fit["epochs"],
+        {
+            "epoch": lambda e: e["epoch"],
+            "train + validation s": lambda e: f"{e['seconds']:.2f}",
+            "wall s (with writes)": lambda e: f"{e['wall_seconds']:.2f}",
+            "train img/s (incl. validation)": lambda e: f"{e['train_images_per_s']:,.0f}",
+            "val acc": lambda e: f"{e['val_acc']:.3f}",
+        },
+    )
+    lines += [f"- sync at `{where}`: {count}" for where, count in fit.get("sync_sources", {}).items()]
     return lines + (["", f"Stopped {fit['stopped']}."] if fit.get("stopped") else [])
 
 
-def rows_markdown(section: dict) -> list[str]:
-    """(b) or (c): the benchmark's model table, then failed rows and reused ones."""
-    rows = [r for r in section["rows"] if "error" not in r]
-    lines = [markdown_table(models_table(rows))] if rows else ["(no row measured)"]
-    lines += [f"- {r['item']}: failed: {r['error']}" for r in section["rows"] if "error" in r]
-    lines += [f"- {r['source']}: {r['item']}" for r in section["rows"] if r.get("source") == "the models section's row"]
+def memory_markdown(section: dict) -> list[str]:
+    """(b): the envelope table and the small-card table."""
+    lines = _table(
+        section["rows"],
+        {
+            "experiment": lambda r: r["experiment"],
+            "model": lambda r: r["model"],
+            "batch": lambda r: r["batch"],
+            "precision": lambda r: r["precision"],
+            "CPU estimate GiB": lambda r: _number(r.get("estimate_gib"), 2),
+            "peak allocated GiB": lambda r: _number(r.get("peak_allocated_gib"), 2),
+            "peak reserved GiB": lambda r: _number(r.get("peak_reserved_gib"), 2),
+            "status": lambda r: "ok" if r.get("ok", True) else r.get("error", "failed"),
+        },
+    )
+    if section.get("cards"):
+        lines += [""] + _table(
+            section["cards"],
+            {
+                "card": lambda r: f"{r['card_gib']} GB",
+                "experiment": lambda r: r["experiment"],
+                "micro-batches": lambda r: r["accumulation_steps"],
+                "peak reserved GiB": lambda r: _number(r.get("peak_reserved_gib"), 2),
+                "status": lambda r: "fits" if r["ok"] else r["error"],
+            },
+        )
     return lines
+
+
+def models_markdown(section: dict) -> list[str]:
+    """(c): one row per model."""
+    lines = _table(
+        [r for r in section["rows"] if "error" not in r],
+        {
+            "model": lambda r: r["model"],
+            "input": lambda r: r["input"],
+            "working side": lambda r: r["working_side"],
+            "batch": lambda r: r["batch"],
+            "precision": lambda r: r["precision"],
+            "train img/s": lambda r: f"{r['train_images_per_s']:,.0f}",
+            "first epoch s (tuning)": lambda r: f"{r['first_epoch_seconds']:.2f}",
+        },
+    )
+    return lines + [f"- {r['item']}: failed: {r['error']}" for r in section["rows"] if "error" in r]
 
 
 def grader_markdown(grader: dict) -> list[str]:
     """(d): one row per command."""
-    rows = [
+    return _table(
+        grader["rows"],
         {
-            "command": f"python -m hw1lib {r['command']}",
-            "experiment": r["experiment"] + (f" {r['recipe_overrides']}" if r.get("recipe_overrides") else ""),
-            "images": r["images"],
-            "outputs": r["outputs"],
-            "seconds (process, model load included)": f"{r['seconds']:.1f}",
-            "status": "ok" if r["returncode"] == 0 else f"failed: {r.get('error', '')}",
-        }
-        for r in grader["rows"]
-    ]
-    return [markdown_table(pd.DataFrame(rows))]
+            "command": lambda r: f"python -m hw1lib {r['command']}",
+            "experiment": lambda r: (
+                r["experiment"] + (f" {r['recipe_overrides']}" if r.get("recipe_overrides") else "")
+            ),
+            "images": lambda r: r["images"],
+            "outputs": lambda r: r["outputs"],
+            "process s": lambda r: f"{r['seconds']:.1f}",
+            "import s": lambda r: _number(r.get("import_seconds")),
+            "load s": lambda r: _number(r.get("load_seconds"), 2),
+            "ms per image": lambda r: _number(r.get("per_image_ms")),
+            "status": lambda r: "ok" if r["returncode"] == 0 else f"failed: {r.get('error', '')}",
+        },
+    )
 
 
 def format_markdown(results: dict) -> str:
-    """The check's tables in markdown (what ``gpu_check.md`` holds)."""
+    """The check's tables in markdown (what ``gpu_check.md`` holds): the sections done so far."""
     lines = ["# GPU check", "", *(f"- {line}" for line in header_lines(results)), ""]
-    sections = [
-        ("(a) P1 model A through `fit`", fit_markdown(results["fit"])),
-        ("(b) Every model at its recipe's batches", rows_markdown(results["models"])),
-        ("(c) DeepLabV3 and FCN32s training", rows_markdown(results["segmenters"])),
-        ("(d) The grader's commands", grader_markdown(results["grader"])),
-    ]
-    for title, body in sections:
+    titles = {
+        "fit": ("(a) P1 model A through `fit`", fit_markdown),
+        "memory": ("(b) Memory of each `full` recipe", memory_markdown),
+        "models": ("(c) Training images/s of every model", models_markdown),
+        "grader": ("(d) The grader's commands", grader_markdown),
+    }
+    for name in results.get("sections_done", []):
+        title, render = titles[name]
+        body = [f"failed: {results[name]['error']}"] if "error" in results[name] else render(results[name])
         lines += [f"## {title}", "", *body, ""]
-    skips = [s for name in SECTIONS for s in results[name].get("skipped", [])]
+    skips = [s for name in results.get("sections_done", []) for s in results[name].get("skipped", [])]
     if skips:
         lines += ["## Skipped (time spent)", "", *(f"- {s['item']}: {s['skipped']}" for s in skips), ""]
     return "\n".join(lines)
@@ -539,13 +762,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="benchmarks/gpu_check.sh", description=__doc__.splitlines()[0])
     parser.add_argument("out_dir", type=Path, help="where gpu_check.json, gpu_check.md and the runs go")
     parser.add_argument("--device", default="auto", help="auto (default), cuda, cuda:N or cpu")
-    parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke stand-in, 1 epoch), minutes on a CPU")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke stand-in, 1 epoch), a minute on a CPU")
     parser.add_argument(
         "--standin",
         type=Path,
         default=None,
-        help="stand-in folder (default: data/standin-full, which make report PROFILE=full reads; "
-        "with --quick, OUT_DIR/standin-smoke)",
+        help="stand-in folder (default: OUT_DIR/standin-gpu-check, or with --quick OUT_DIR/standin-smoke)",
     )
     return parser.parse_args(argv)
 
@@ -562,12 +784,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gpu_check: error: {error}", file=sys.stderr)
         return 2
     out.mkdir(parents=True, exist_ok=True)
-    plan = make_check_plan(args.quick, device)
-    standin = args.standin or (out / "standin-smoke" if plan.quick else standin_dir(plan.standin_size))
+    plan = make_check_plan(args.quick)
+    standin = args.standin or out / f"standin-{plan.standin_size}"
     command = "benchmarks/gpu_check.sh " + " ".join(sys.argv[1:] if argv is None else argv)
     results = run_check(plan, device, out, standin, command)
-    save_json(results, out / "gpu_check.json")
-    write_text(out / "gpu_check.md", format_markdown(results))
     print(format_markdown(results))
     print(f"wrote {out / 'gpu_check.json'} and {out / 'gpu_check.md'}")
     return 0

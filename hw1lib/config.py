@@ -62,9 +62,12 @@ class TrainConfig:
     keep_mask_ids: list[str] = field(default_factory=list)  # validation ids whose masks are kept every epoch
     max_train_batches: int | None = None  # cap per epoch (smoke and fast dev runs)
     max_eval_batches: int | None = None  # cap per validation pass (fast dev runs): metrics of a subset
-    cpu_bf16: bool = False  # bf16 autocast on a CPU with AMX too (CUDA always uses it); see resolve_precision
+    cpu_bf16: bool = False  # bf16 autocast on a CPU with AMX too (CUDA: by capability); see resolve_precision
     channels_last: bool = True  # memory format of the model and its inputs (False: NCHW, for comparisons)
     seed: int = 0
+    # micro-batches per step (gradient accumulation): the global batch is still batch_size. 1 = none; fit raises
+    # it on a GPU too small for the recipe's batch (hw1lib.memory), and the run's name then says so
+    accumulation_steps: int = 1
 
     def to_dict(self) -> dict:
         """The fields as plain data, without the later-added ones that still have their default."""
@@ -73,7 +76,11 @@ class TrainConfig:
 
 
 #: fields added after runs were trained, with their defaults (left out of ``to_dict`` while at the default)
-ADDED_LATER: dict[str, object] = {"max_eval_batches": None}
+ADDED_LATER: dict[str, object] = {"max_eval_batches": None, "accumulation_steps": 1}
+
+#: fields the machine sets at run time, not the user (micro-batches chosen for a GPU's free memory): part of the
+#: run's name, but no override of the recipe, and ignored when the notebooks and the report look for its run
+MACHINE_FIELDS: tuple[str, ...] = ("accumulation_steps",)
 
 #: what a fast dev run caps (the idea of Lightning's ``fast_dev_run``): every training at the profile's real
 #: sizes (batch and input sizes, pretrained weights, kept masks), but only this many epochs and batches
@@ -484,9 +491,10 @@ def format_overrides(overrides: dict[str, object]) -> str:
 def recipe_diff(experiment: str, profile: str, config: dict) -> dict[str, object]:
     """The fields of a run's ``config`` (a ``TrainConfig.to_dict()``) that differ from the recipe, dotted keys.
 
-    ``seed`` is left out, and so are a fast dev run's caps (the config is compared with the capped recipe when
-    it carries them); ``{}`` means "the recipe (any seed)". Entries of ``augment``/``model_kwargs`` appear as
-    ``augment.flip``; an entry the recipe has but the config lacks appears with the value ``None``.
+    ``seed`` and :data:`MACHINE_FIELDS` are left out, and so are a fast dev run's caps (the config is compared
+    with the capped recipe when it carries them); ``{}`` means "the recipe (any seed)". Entries of
+    ``augment``/``model_kwargs`` appear as ``augment.flip``; an entry the recipe has but the config lacks appears
+    with the value ``None``.
     """
     caps = {k: v for k, v in FAST_DEV_RUN.items() if k != "epochs"}
     fast = all(config.get(k) == v for k, v in caps.items())
@@ -494,7 +502,7 @@ def recipe_diff(experiment: str, profile: str, config: dict) -> dict[str, object
     stored = _plain({**ADDED_LATER, **config})
     diff: dict[str, object] = {}
     for key in sorted(set(recipe) | set(stored)):
-        if key == "seed" or recipe.get(key) == stored.get(key):
+        if key == "seed" or key in MACHINE_FIELDS or recipe.get(key) == stored.get(key):
             continue
         if key in _NESTED and isinstance(stored.get(key), dict) and isinstance(recipe.get(key), dict):
             for sub in sorted(set(recipe[key]) | set(stored[key])):

@@ -102,10 +102,20 @@ def timeout() -> timedelta:
 
 
 def local_device(device: torch.device) -> torch.device:
-    """The device of this rank: ``cuda`` becomes ``cuda:LOCAL_RANK`` under several processes; others unchanged."""
-    if device.type == "cuda" and device.index is None and launched_world_size() > 1:
-        return resolve_device(f"cuda:{local_rank()}")
-    return device
+    """The device of this rank: ``cuda`` becomes ``cuda:LOCAL_RANK`` under several processes; others unchanged.
+
+    Raises:
+        ValueError: ``cuda:N`` under several processes with N other than this rank's ``LOCAL_RANK``: every rank
+            would take GPU N and NCCL would fail later with "Duplicate GPU detected"; ``cuda`` is what works.
+    """
+    if device.type != "cuda" or launched_world_size() <= 1:
+        return device
+    if device.index is not None and device.index != local_rank():
+        raise ValueError(
+            f"--device {device} under torchrun with {launched_world_size()} processes would put every rank on GPU "
+            f"{device.index}; use --device cuda (each rank takes cuda:LOCAL_RANK, here cuda:{local_rank()})"
+        )
+    return resolve_device(f"cuda:{local_rank()}")
 
 
 def setup(device: str | torch.device = "auto") -> torch.device:

@@ -8,10 +8,15 @@ Why it is built this way:
 - Every epoch reseeds torch and its own CPU generator from ``(seed, epoch)``: shuffling, augmentation
   and dropout of epoch k do not depend on what ran before, so a run resumed from ``last.pt`` ends with
   exactly the same weights as an uninterrupted one (on the CPU; cuDNN kernels are not bitwise stable).
-- The data sets stay decoded in memory (on the GPU when they fit) and whole batches are augmented on the
-  device: no per-sample Python work.
-- The step never waits for the device: losses stay on it and are checked for NaN/inf every
-  ``FINITE_CHECK_EVERY`` steps, not after each one.
+- The data sets stay decoded in memory (on the GPU when they fit beside the model, else in pinned host
+  memory; :mod:`hw1lib.memory`) and whole batches are augmented on the device: no per-sample Python work.
+- No wait inside a step, either way: the epoch's permutation and every batch's augmentation values are drawn
+  on the CPU once per epoch and copied to the device in one non-blocking transfer (:func:`stage_epoch`); a
+  step only slices them. Losses stay on the device and are checked for NaN/inf every ``FINITE_CHECK_EVERY``
+  steps, not after each one. ``tests/test_no_wait.py`` fails if a step builds a tensor from host data.
+- A recipe's batch that does not fit the GPU is split into ``config.accumulation_steps`` micro-batches whose
+  gradients add up to the global batch's (chosen by ``fit`` from :mod:`hw1lib.memory`); fp16 runs (sm_70,
+  sm_75) scale the loss with a ``GradScaler``.
 - Under torchrun (:mod:`hw1lib.distributed`) every rank draws the same epoch permutation and augmentation,
   trains on its slice of each global batch (the recipe's batch size) and evaluates a share of the validation
   batches; matrices, loss sums and counts are summed over the ranks, so the history holds whole-set numbers,
@@ -20,7 +25,9 @@ Why it is built this way:
 
 from __future__ import annotations
 
+import contextlib
 import math
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -91,12 +98,52 @@ def build_training(config: TrainConfig, device: torch.device, train_size: int):
         config.model, num_classes=config.num_classes, pretrained=config.pretrained, **config.model_kwargs
     )
     model = model.to(device, memory_format=memory_format(config.channels_last))
-    task = build_task(config)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    task = build_task(config).to(device)  # the loss's class weights on the device
+    # fused on CUDA: one kernel for all parameters, and with fp16's GradScaler it checks for overflow on the device
+    # (the default implementation reads the found-inf flag with .item(): a wait every step)
+    fused = device.type == "cuda" or None
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=fused)
     steps = steps_per_epoch(train_size, config)
     total, warmup = config.epochs * steps, int(config.warmup_epochs * steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, warmup, config.min_lr_ratio))
     return model, task, optimizer, scheduler
+
+
+class EpochPlan(NamedTuple):
+    """One epoch's batches, staged once: each batch's sample indices (on the data's device) and augmentation values
+    (on the training device), so a step only slices tensors that are already where they are used."""
+
+    indices: list[torch.Tensor]
+    augment: list[dict]
+
+
+def _to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """One non-blocking host-to-device copy (from pinned memory on CUDA, so it does not wait)."""
+    if device.type == "cuda" and tensor.device.type == "cpu":
+        tensor = tensor.pin_memory()
+    return tensor.to(device, non_blocking=True)
+
+
+def stage_epoch(
+    task, n: int, config: TrainConfig, generator: torch.Generator, data_device: torch.device, device: torch.device
+) -> EpochPlan:
+    """Draw an epoch's permutation and every batch's augmentation values from ``generator`` and copy them to the
+    devices in one transfer each.
+
+    The draws are made in the order the per-step code made them (the permutation, then each batch's values), so a
+    seed gives the same epoch as before staging existed; the results on the CPU are bitwise unchanged.
+    """
+    batches = even_batches(
+        epoch_batches(n, config.batch_size, generator, config.max_train_batches), distributed.world_size()
+    )
+    drawn = [task.augment_params(len(index), generator) for index in batches]
+    sizes = [len(index) for index in batches]
+    indices = list(_to_device(torch.cat(batches), data_device).split(sizes)) if batches else []
+    augment: list[dict] = [{} for _ in batches]
+    for key in drawn[0] if drawn else {}:
+        for i, part in enumerate(_to_device(torch.cat([d[key] for d in drawn]), device).split(sizes)):
+            augment[i][key] = part
+    return EpochPlan(indices, augment)
 
 
 #: steps between checks of the training loss for NaN/inf (each check waits for the device once)
@@ -130,20 +177,74 @@ def train_step(
     optimizer: torch.optim.Optimizer,
     scheduler,
     precision: str,
+    scaler: torch.amp.GradScaler | None = None,
+    accumulation_steps: int = 1,
 ) -> tuple[object, torch.Tensor]:
     """One optimisation step on a prepared batch; returns ``(outputs, loss)`` without reading the loss.
+
+    With ``accumulation_steps`` > 1 the batch runs as that many micro-batches whose losses are weighted by their
+    share of the batch, so the summed gradients are the whole batch's mean (batch norm sees micro-batches);
+    under DDP only the last one synchronises gradients. ``scaler`` (fp16) scales the loss before ``backward``
+    and skips the step whose gradients overflowed.
 
     Why a function of its own: the benchmark's conventional loop calls it too, so that a data-path
     comparison times the same step on both sides.
     """
-    with autocast(x.device, precision):
-        outputs = model(x)
-        loss = task.loss(outputs, y)
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
+    chunks = max(1, min(accumulation_steps, len(x)))
+    parts = list(zip(x.chunk(chunks), y.chunk(chunks)))
+    outputs, losses = [], []
+    for i, (xi, yi) in enumerate(parts):
+        last = i == len(parts) - 1
+        sync = contextlib.nullcontext() if last or not hasattr(model, "no_sync") else model.no_sync()
+        with sync:
+            with autocast(x.device, precision):
+                out = model(xi)
+                loss = task.loss(out, yi)
+            if len(parts) > 1:
+                loss = loss * (len(yi) / len(y))
+            (scaler.scale(loss) if scaler is not None else loss).backward()
+        outputs.append(out)
+        losses.append(loss)
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
     scheduler.step()
-    return outputs, loss
+    if len(parts) == 1:
+        return outputs[0], losses[0]
+    return _concat_outputs(outputs), torch.stack([loss.detach() for loss in losses]).sum()
+
+
+def _concat_outputs(outputs: list) -> object:
+    """Micro-batches' outputs as one batch's: tensors concatenated, or dicts of them key by key."""
+    if isinstance(outputs[0], dict):
+        return {k: torch.cat([o[k].detach() for o in outputs]) for k in outputs[0]}
+    return torch.cat([o.detach() for o in outputs])
+
+
+def _train_batch(
+    net: nn.Module, task, batch: tuple, optim: tuple, config: TrainConfig, precision: str, device: torch.device
+) -> tuple[object, torch.Tensor, torch.Tensor]:
+    """One step of :func:`train_one_epoch`: ``batch`` is ``(images, targets, index, augment)`` with this step's
+    staged ``index`` and ``augment`` values, ``optim`` is ``(optimizer, scheduler, scaler)``; returns
+    ``(outputs, loss, targets)``.
+
+    Everything it reads is on the device already, or (data kept in host memory) gathered on the host and copied
+    from pinned memory without waiting; ``tests/test_no_wait.py`` runs it with every tensor on the ``meta``
+    device and fails on any tensor built from host data.
+    """
+    images, targets, index, augment = batch
+    optimizer, scheduler, scaler = optim
+    x, y = images[index], targets[index]
+    if x.device != device:  # data in host memory
+        x, y = _to_device(x, device), _to_device(y, device)
+    x = to_input(x, device, config.channels_last)
+    x, y = task.apply_augment(x, y, augment)  # the whole global batch: each sample augmented as in one process
+    x, y = distributed.shard(x), distributed.shard(y)
+    outputs, loss = train_step(net, task, x, y, optimizer, scheduler, precision, scaler, config.accumulation_steps)
+    return outputs, loss, y
 
 
 def train_one_epoch(
@@ -157,8 +258,10 @@ def train_one_epoch(
     epoch: int,
     device: torch.device,
     progress: bool = True,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> dict:
-    """Train for one epoch over in-memory tensors, augmenting each batch on the device.
+    """Train for one epoch over in-memory tensors (on ``device`` or in host memory), augmenting each batch on the
+    device; ``scaler`` is the run's fp16 loss scaler (:func:`hw1lib.precision.grad_scaler`), if any.
 
     Returns:
         ``{"loss": mean training loss, task.metric: metric on the augmented training batches, "lr": last lr,
@@ -172,20 +275,17 @@ def train_one_epoch(
     seed = epoch_seed(config.seed, epoch)
     torch.manual_seed(distributed.rank_seed(seed))  # dropout and any other global randomness of this epoch
     generator = torch.Generator().manual_seed(seed)  # the same on every rank: one permutation, one augmentation
-    batches = epoch_batches(len(images), config.batch_size, generator, config.max_train_batches)
-    batches = even_batches(batches, distributed.world_size())
+    plan = stage_epoch(task, len(images), config, generator, images.device, device)
     precision = resolve_precision(config, device)
     matrix = ConfusionMatrix(config.num_classes, device)
     losses: list[torch.Tensor] = []  # per step, on the device: reading them each step would stall a GPU
     sizes: list[int] = []  # samples per step (this rank's), to turn the summed losses back into step means
     checked, seen = 0, 0
-    bar = progress_bar(batches, desc=f"epoch {epoch}", disable=not progress)
-    for step, index in enumerate(bar, start=1):
-        x = to_input(images[index], device, config.channels_last)
-        y = targets[index].to(device, non_blocking=True)
-        x, y = task.augment(x, y, generator)  # the whole global batch: each sample augmented as in one process
-        x, y = distributed.shard(x), distributed.shard(y)
-        outputs, loss = train_step(model, task, x, y, optimizer, scheduler, precision)
+    steps = len(plan.indices)
+    bar = progress_bar(range(1, steps + 1), desc=f"epoch {epoch}", disable=not progress)
+    for step in bar:
+        batch = (images, targets, plan.indices[step - 1], plan.augment[step - 1])
+        outputs, loss, y = _train_batch(model, task, batch, (optimizer, scheduler, scaler), config, precision, device)
         matrix.update(task.predict(outputs).detach(), y)
         losses.append(loss.detach() * len(y))
         sizes.append(len(y))
@@ -193,7 +293,7 @@ def train_one_epoch(
         if step % FINITE_CHECK_EVERY == 0:
             _check_finite(losses[checked:], checked + 1, epoch)
             checked = step
-        if progress and (step % POSTFIX_EVERY == 0 or step == len(batches)):  # the postfix waits for the device
+        if progress and (step % POSTFIX_EVERY == 0 or step == steps):  # the postfix waits for the device
             bar.set_postfix(
                 loss=f"{float(sum(losses)) / seen:.3f}", **{task.metric: f"{task.summarize(matrix)[task.metric]:.3f}"}
             )
@@ -234,7 +334,7 @@ def _eval_batches(n: int, batch_size: int, keep: set[int], max_batches: int | No
     return batches + ([missing] if missing else [])
 
 
-@torch.no_grad()
+@torch.no_grad()  # not inference_mode: a segmenter's auxiliary head stays in the validation loss (as in training's)
 def evaluate(
     model: nn.Module,
     task,
@@ -272,7 +372,7 @@ def evaluate(
         distributed.rank() :: distributed.world_size()
     ]:
         x = to_input(images[indices], device, channels_last)
-        y = targets[indices].to(device)
+        y = targets[indices].to(device, non_blocking=True)
         with autocast(device, precision):
             outputs = model(x)
             total_loss += task.loss(outputs, y) * len(x)

@@ -2,14 +2,23 @@
 
 The loops themselves (``train_one_epoch``, ``evaluate``) are :mod:`hw1lib.engine`'s; this module decides what to
 train, keeps the early-stopping state, and writes each epoch's files through :class:`hw1lib.runs.RunFolder`:
-``last.pt`` after every epoch (an interruption at any point leaves the previous complete epoch, and a rerun
-continues from it), ``best.pt``, snapshots and kept masks, ``history.csv``, TensorBoard events, and
-``metrics.json`` at the end.
+``last.pt`` (an interruption at any point leaves the last saved complete epoch, and a rerun continues from it,
+exactly), ``best.pt``, snapshots and kept masks, ``history.csv``, TensorBoard events, and ``metrics.json`` at the
+end.
 Under torchrun (:mod:`hw1lib.distributed`) rank 0 alone decides on reuse and resume and writes.
+
+On a GPU (:mod:`hw1lib.memory`): a recipe whose batch does not fit the free memory trains with gradient
+accumulation (``accumulation_steps`` in the run's config, so its name says so; the global batch is the
+recipe's), and the training data goes on the GPU only when it fits beside the model, else in pinned host
+memory. ``cudnn.benchmark`` is on while training only. ``last.pt`` is written after every epoch while it is
+cheap, and at most once per :data:`LAST_SAVE_RATIO` times its own write time when it is not (FCN32s's 1.6 GB
+with AdamW's state: about 4 s on a local disk, see ``benchmarks/RESULTS.md``), and always after the last epoch.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import time
 from contextlib import nullcontext
 
@@ -22,7 +31,8 @@ from hw1lib.config import TrainConfig
 from hw1lib.interrupts import TrainingInterrupted, interrupted, sigterm_raises
 from hw1lib.io import environment_info
 from hw1lib.locks import run_lock
-from hw1lib.precision import check_precision, resolve_device, resolve_precision
+from hw1lib.memory import plan_for_device
+from hw1lib.precision import check_precision, grad_scaler, resolve_device, resolve_precision
 from hw1lib.runs import RunFolder
 
 
@@ -67,6 +77,15 @@ def fit(
     """
     device = distributed.local_device(resolve_device(device))
     check_precision(config, device)
+    # rank 0's plan on every rank: one decision (and one run name) whatever each GPU has free
+    plan = distributed.from_main(
+        plan_for_device(
+            config, resolve_precision(config, device), device, [train.images, _targets(train)], distributed.world_size()
+        )
+        if distributed.is_main()
+        else None
+    )
+    config = _with_accumulation(config, plan)
     # the resolved precision is part of the name: "cpu_bf16" trains in bf16 on one CPU and in fp32 on another
     params = {
         "name": name,
@@ -98,13 +117,47 @@ def fit(
             saved = {"epoch": 0}  # the last complete epoch on disk: what an interruption message reports
             one_process = distributed.launched_world_size() <= 1  # under torchrun, SIGTERM stays torchrun's
             try:
-                with sigterm_raises() if one_process else nullcontext():
-                    result = _train(config, train, val, folder, device, force, progress and main, on_epoch_end, saved)
+                with sigterm_raises() if one_process else nullcontext(), cudnn_benchmark(device):
+                    result = _train(
+                        config, train, val, folder, device, force, progress and main, on_epoch_end, saved, plan
+                    )
             except KeyboardInterrupt as error:
                 if isinstance(error, TrainingInterrupted):
                     raise
                 raise interrupted(error, saved["epoch"], config.epochs) from None
     return distributed.from_main(result)
+
+
+@contextlib.contextmanager
+def cudnn_benchmark(device: torch.device):
+    """``cudnn.benchmark`` on while training on CUDA, the caller's setting restored afterwards (else inference in a
+    notebook after ``fit`` would re-tune cuDNN for every new image size)."""
+    previous = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = previous or device.type == "cuda"
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = previous
+
+
+def _with_accumulation(config: TrainConfig, plan) -> TrainConfig:
+    """``config`` with the micro-batches ``plan`` chose (it is then part of the run's name); a warning when even
+    micro-batches of 2 exceed the GPU's free memory."""
+    if plan is None:
+        return config
+    say = print if distributed.is_main() else (lambda *_: None)
+    if not plan.fits:
+        say(
+            f"warning: {config.model} needs about {plan.peak_bytes / 2**30:.1f} GiB at micro-batches of "
+            f"{plan.micro_batch}, the GPU has {plan.free_bytes / 2**30:.1f} GiB free: it may run out of memory"
+        )
+    if plan.accumulation_steps != config.accumulation_steps:
+        say(
+            f"{config.model}: batch {config.batch_size} does not fit in {plan.free_bytes / 2**30:.1f} GiB free; "
+            f"training it as {plan.accumulation_steps} micro-batches of {plan.micro_batch} (gradient accumulation)"
+        )
+        config = dataclasses.replace(config, accumulation_steps=plan.accumulation_steps)
+    return config
 
 
 def _targets(data) -> torch.Tensor:
@@ -122,6 +175,12 @@ def _fresh_state() -> dict:
     return {"epoch": 0, "history": [], "best": None, "bad_epochs": 0, "train_seconds": 0.0}
 
 
+#: ``last.pt`` may take at most 1 / this of the training time when its write takes longer than LAST_CHEAP_S
+LAST_SAVE_RATIO = 10
+#: a ``last.pt`` write this fast is made after every epoch
+LAST_CHEAP_S = 1.0
+
+
 def _train(
     config: TrainConfig,
     train,
@@ -132,23 +191,25 @@ def _train(
     progress: bool,
     on_epoch_end,
     saved: dict,
+    plan=None,
 ) -> dict:
     started = time.perf_counter()
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
     model, task, optimizer, scheduler = engine.build_training(config, device, len(train.images))
     precision = resolve_precision(config, device)
+    scaler = grad_scaler(device, precision)
     state, notes = _fresh_state(), []
     if not force:
         last, note = distributed.from_main(folder.read_last() if distributed.is_main() else None)
         notes += [note] if note else []
         if last is not None:
-            state = _restore(last, folder, model, optimizer, scheduler)
+            state = _restore(last, folder, model, optimizer, scheduler, scaler)
     resumed_from = saved["epoch"] = state["epoch"]
     meta = model_meta(config, model)
     net = distributed.wrap_model(model, device)  # trains; `model` (the same weights, unwrapped) saves and evaluates
-    train_x, train_y = _on_device(train.images, device), _on_device(_targets(train), device)
-    val_x, val_y = val.images, _targets(val)
+    on_device = plan is None or plan.data_on_device
+    train_x, train_y = _place(train.images, device, on_device), _place(_targets(train), device, on_device)
+    last_save = {"seconds": 0.0, "at": time.perf_counter()}
+    val_x, val_y = _place(val.images, device, False), _place(_targets(val), device, False)  # pinned on CUDA
     keep = _keep_indices(config, val, folder)
     steps = engine.steps_per_epoch(len(train.images), config)  # the TensorBoard step axis: optimizer steps
     # purge_step: a resumed run hides the events of the epochs it trains again, so no step appears twice
@@ -157,7 +218,7 @@ def _train(
         epoch = state["epoch"] + 1
         tic = time.perf_counter()
         train_metrics = engine.train_one_epoch(
-            net, task, train_x, train_y, optimizer, scheduler, config, epoch, device, progress
+            net, task, train_x, train_y, optimizer, scheduler, config, epoch, device, progress, scaler
         )
         distributed.broadcast_buffers(model)
         val_metrics = engine.evaluate(
@@ -190,19 +251,24 @@ def _train(
         _epoch_files(folder, config, model, meta, epoch, val_metrics[task.metric], val_metrics, state, keep, val)
         state["epoch"] = epoch
         if distributed.is_main():
-            folder.save_last(
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "meta": meta,
-                    **state,
-                }
-            )
+            final = epoch == config.epochs or _patience_exhausted(config, state)
+            if final or _save_last_now(last_save):
+                tic = time.perf_counter()
+                folder.save_last(
+                    {
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(),
+                        "scaler": scaler.state_dict(),
+                        "meta": meta,
+                        **state,
+                    }
+                )
+                last_save.update(seconds=time.perf_counter() - tic, at=time.perf_counter())
+                saved["epoch"] = epoch  # what a rerun resumes from (last.pt may skip epochs: _save_last_now)
             folder.write_history(state["history"])
         if writer is not None:
             _log_epoch(writer, row, train_metrics["step_losses"], epoch * steps)
-        saved["epoch"] = epoch
         if on_epoch_end is not None:
             on_epoch_end(epoch, row)
     if writer is not None:
@@ -246,20 +312,31 @@ def _patience_exhausted(config: TrainConfig, state: dict) -> bool:
     return config.patience is not None and state["bad_epochs"] >= config.patience
 
 
-def _on_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """Move a whole data set to the GPU once when it fits comfortably; on the CPU this is a no-op."""
-    if (
-        device.type == "cuda"
-        and tensor.numel() * tensor.element_size() < 0.25 * torch.cuda.get_device_properties(device).total_memory
-    ):
-        return tensor.to(device)
-    return tensor
+def _save_last_now(last_save: dict) -> bool:
+    """Whether to write ``last.pt`` after this epoch: always when the previous write was cheap, else once the
+    training since it is :data:`LAST_SAVE_RATIO` times that write's duration (the GPU idles while it writes).
+
+    Why this is safe: a resume continues from the last written epoch and retrains the later ones exactly (each
+    epoch's randomness comes from its own seed), so writing less often costs at most that retraining."""
+    if last_save["seconds"] < LAST_CHEAP_S:
+        return True
+    return time.perf_counter() - last_save["at"] >= LAST_SAVE_RATIO * last_save["seconds"]
 
 
-def _restore(checkpoint: dict, folder: RunFolder, model: nn.Module, optimizer, scheduler) -> dict:
+def _place(tensor: torch.Tensor, device: torch.device, on_device: bool) -> torch.Tensor:
+    """A data set on the GPU once (``on_device``: it fits beside the model, :mod:`hw1lib.memory`), else in pinned
+    host memory, from which each batch is copied without waiting; on the CPU as it is."""
+    if device.type != "cuda":
+        return tensor
+    return tensor.to(device) if on_device else tensor.pin_memory()
+
+
+def _restore(checkpoint: dict, folder: RunFolder, model: nn.Module, optimizer, scheduler, scaler) -> dict:
     load_state_dict_checked(model, checkpoint["model"], folder.file("last"))
     optimizer.load_state_dict(checkpoint["optimizer"])
     scheduler.load_state_dict(checkpoint["scheduler"])
+    if checkpoint.get("scaler") and scaler.is_enabled():  # fp16's loss scale: without it a resume is not exact
+        scaler.load_state_dict(checkpoint["scaler"])
     return {k: checkpoint[k] for k in _fresh_state()}
 
 

@@ -33,7 +33,7 @@ from hw1lib.data.images import check_header, image_mode, list_images, read_rgb
 from hw1lib.data.palette import CLASS_NAMES, SCORED_CLASSES, decode_mask, encode_mask
 from hw1lib.io import TMP_MARK, check_output_dir, check_output_file, disk_full, write_text
 from hw1lib.metrics import ConfusionMatrix
-from hw1lib.precision import resolve_device, to_input
+from hw1lib.precision import autocast, resolve_device, resolve_precision, to_input
 from hw1lib.runs import Choice, checkpoint_choice
 
 
@@ -75,7 +75,8 @@ def classify_folder(
     data = load_classification_folder(image_dir, labelled=False, cache=False)
     labels = []
     for start in range(0, len(data), batch_size):
-        logits = model(to_input(data.images[start : start + batch_size], device))
+        with autocast(device, resolve_precision(None, device)):  # the policy training and validation use
+            logits = model(to_input(data.images[start : start + batch_size], device))
         labels += logits.argmax(1).tolist()
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -104,7 +105,8 @@ TILE_OVERLAP = 128
 def _model_logits(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Logits (N, C, h, w) of a (N, 3, h, w) input of any size (padded to a multiple of 32 and cropped back)."""
     h, w = x.shape[-2:]
-    return model(_pad_to_multiple(x))["out"][..., :h, :w]
+    with autocast(x.device, resolve_precision(None, x.device)):  # the policy training and validation use
+        return model(_pad_to_multiple(x))["out"][..., :h, :w]
 
 
 def _starts(length: int, tile: int, stride: int) -> list[int]:

@@ -8,6 +8,8 @@ recipe computes in bf16 on one machine and in fp32 on another). Measured effects
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 #: models whose training under CPU bf16 autocast is known to crash the process, and why
@@ -70,15 +72,40 @@ def native_cpu_bf16() -> bool:
     return bool(probe is not None and probe())
 
 
-def resolve_precision(config: object, device: torch.device) -> str:
-    """``"bf16"`` (autocast) or ``"fp32"``: what a run of ``config`` (a ``TrainConfig``) computes in on ``device``.
+#: the lowest CUDA compute capability whose tensor cores and cuDNN run bf16 natively (Ampere, sm_80)
+BF16_CAPABILITY = (8, 0)
+#: compute capability majors that run fp16 natively on tensor cores but bf16 only emulated (Volta sm_70, Turing sm_75)
+FP16_MAJORS = (7,)
 
-    CUDA: bf16 where the GPU supports it. CPU: fp32 unless the recipe sets ``cpu_bf16`` and the CPU has
+
+def cuda_precision(device: torch.device) -> str:
+    """``"bf16"``, ``"fp16"`` or ``"fp32"``: what mixed precision the GPU ``device`` runs natively.
+
+    Why the compute capability and not ``torch.cuda.is_bf16_supported()``: that answers True on sm_70/sm_75 too
+    (its default counts emulation), where cuDNN has no bf16 convolutions and falls back to slow matmuls.
+    Decided from ``device`` itself, not the current device (a run on ``cuda:1`` while ``cuda:0`` is current).
+    Older or unknown GPUs (a capability that cannot be read) compute in fp32.
+    """
+    try:
+        capability = tuple(torch.cuda.get_device_capability(device))
+    except (AssertionError, RuntimeError, ValueError):
+        return "fp32"
+    if capability >= BF16_CAPABILITY:
+        return "bf16"
+    return "fp16" if capability[0] in FP16_MAJORS else "fp32"
+
+
+def resolve_precision(config: object, device: torch.device) -> str:
+    """``"bf16"``, ``"fp16"`` (autocast) or ``"fp32"``: what a run of ``config`` computes in on ``device``.
+
+    One policy for training, validation and the grader's commands (which pass ``config=None``).
+    CUDA: by compute capability (:func:`cuda_precision`): sm_80 and up bf16; sm_70/sm_75 fp16 with a gradient
+    scaler (:func:`grad_scaler`); older fp32. CPU: fp32 unless the recipe sets ``cpu_bf16`` and the CPU has
     AMX. Why not bf16 on every AMX CPU: it helps the plain convolutions of P1 model A but slows
     depthwise-convolution networks (the EfficientNets), and it crashes for :data:`CPU_BF16_BROKEN`.
     """
     if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+        return cuda_precision(device)
     return "bf16" if getattr(config, "cpu_bf16", False) and native_cpu_bf16() else "fp32"
 
 
@@ -89,6 +116,17 @@ def check_precision(config: object, device: torch.device) -> None:
         raise ValueError(f"cpu_bf16=True cannot train {model} on the CPU: {CPU_BF16_BROKEN[model]}; set cpu_bf16=False")
 
 
+#: the autocast dtype of each precision that uses autocast
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
 def autocast(device: torch.device, precision: str = "fp32"):
-    """bf16 autocast on ``device`` when ``precision`` is ``"bf16"`` (see :func:`resolve_precision`), else nothing."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    """bf16 or fp16 autocast on ``device`` for ``precision`` (see :func:`resolve_precision`); nothing for fp32."""
+    dtype = AUTOCAST_DTYPES.get(precision)
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+
+def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
+    """The loss scaler of a run: enabled for fp16 only (its 5-bit exponent underflows small gradients; bf16 has
+    fp32's range). A disabled scaler is a no-op whose ``state_dict()`` is empty, so every run can hold one."""
+    return torch.amp.GradScaler(device.type, enabled=precision == "fp16")

@@ -39,6 +39,7 @@ import pandas as pd
 import torch
 
 from hw1lib.checkpoints import CheckpointError, read_checkpoint
+from hw1lib.config import MACHINE_FIELDS
 from hw1lib.io import atomic_write, remove_stale_temps, save_json, save_npz, save_torch
 from hw1lib.paths import runs_dir
 
@@ -293,7 +294,7 @@ def find_run(out_root: str | Path, experiment: str, config: dict | None = None, 
         FileNotFoundError: no such run; names the folder, the experiment, and what the finished runs of that
             experiment there differ in, so a user sees whether the recipe or the parameters are wrong.
     """
-    wanted = json.loads(json.dumps(config)) if config is not None else None
+    wanted = _comparable(config) if config is not None else None
     matches, others = [], []
     for params_file in sorted(Path(out_root).glob(f"{experiment}-*/{PARAMS}")):
         folder = RunFolder(params_file.parent)
@@ -303,7 +304,7 @@ def find_run(out_root: str | Path, experiment: str, config: dict | None = None, 
             params = json.loads(params_file.read_text())
         except (OSError, json.JSONDecodeError):
             continue
-        if wanted is not None and params.get("config") != wanted:
+        if wanted is not None and _comparable(params.get("config", {})) != wanted:
             others.append((folder.path.name, params.get("config", {})))
         elif data is not None and params.get("data") != data:
             others.append((folder.path.name, {"data": params.get("data")}))
@@ -321,6 +322,12 @@ def find_run(out_root: str | Path, experiment: str, config: dict | None = None, 
         f"{looked}: {differences}. Train it (its notebook, or `hw1 train {experiment}` with the same profile, "
         "--set overrides and --seed), or pass the parameters it was trained with"
     )
+
+
+def _comparable(config: dict) -> dict:
+    """A config as JSON reads it back, without :data:`hw1lib.config.MACHINE_FIELDS` (micro-batches a GPU's memory
+    chose): the run of a recipe trained on an 11 GB card is still that recipe's run."""
+    return {k: v for k, v in json.loads(json.dumps(config)).items() if k not in MACHINE_FIELDS}
 
 
 def _differing(wanted: dict, found: dict) -> str:

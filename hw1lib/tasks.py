@@ -1,20 +1,51 @@
 """What differs between the two problems, in one small object each: loss, augmentation, prediction, metric.
 
 The engine (:mod:`hw1lib.engine`) is written once against this interface; a classifier returns logits
-(N, C), a segmenter returns ``{"out": logits (N, C, H, W), "aux": ...}``.
+(N, C), a segmenter returns ``{"out": logits (N, C, H, W), "aux": ...}``. Augmentation is split in two:
+``augment_params(n, generator)`` draws a batch's random values on the CPU (the engine draws a whole epoch's
+and copies them to the device at once), ``apply_augment(x, y, params)`` applies them on the device.
 """
 
 from __future__ import annotations
 
 import torch
 
-from hw1lib.data.augment import random_crop_flip, random_dihedral_crop_scale
+from hw1lib.data.augment import (
+    apply_crop_flip,
+    apply_dihedral_crop_scale,
+    crop_flip_params,
+    dihedral_crop_scale_params,
+)
 from hw1lib.data.palette import SCORED_CLASSES
 from hw1lib.losses import SegmentationCriterion, build_loss
 from hw1lib.metrics import ConfusionMatrix
 
 
-class ClassificationTask:
+def _checked_augment(augment: dict | None, valid: set[str]) -> dict:
+    """The augmentation arguments of a recipe, refusing a name the task's augmentation does not take."""
+    unknown = sorted(set(augment or {}) - valid)
+    if unknown:
+        raise ValueError(f"unknown augmentation argument(s) {unknown}; valid: {sorted(valid)}")
+    return dict(augment or {})
+
+
+class _Task:
+    """What both tasks share: augmenting one batch from a generator, and the loss's device."""
+
+    criterion: torch.nn.Module
+
+    def augment(self, images: torch.Tensor, targets: torch.Tensor, generator: torch.Generator):
+        """Augment one batch with values drawn from ``generator`` now (the benchmark's per-batch data path)."""
+        params = {k: v.to(images.device) for k, v in self.augment_params(len(images), generator).items()}
+        return self.apply_augment(images, targets, params)
+
+    def to(self, device: torch.device):
+        """Move the loss (its class weights) to ``device``; returns the task."""
+        self.criterion.to(device)
+        return self
+
+
+class ClassificationTask(_Task):
     """Problem 1: cross-entropy/focal on logits, crop+flip augmentation, accuracy."""
 
     name = "classification"
@@ -29,12 +60,16 @@ class ClassificationTask:
         augment: dict | None = None,
     ) -> None:
         self.criterion = build_loss(loss, focal_gamma, class_weights, label_smoothing)
-        self.augment_args = dict(augment or {})
+        self.augment_args = _checked_augment(augment, {"padding", "flip"})
 
-    def augment(self, images: torch.Tensor, targets: torch.Tensor, generator: torch.Generator):
-        if not self.augment_args:
+    def augment_params(self, n: int, generator: torch.Generator) -> dict:
+        """The random values of one batch of ``n`` (CPU tensors; empty without augmentation)."""
+        return crop_flip_params(n, generator, **self.augment_args) if self.augment_args else {}
+
+    def apply_augment(self, images: torch.Tensor, targets: torch.Tensor, params: dict):
+        if not params:
             return images, targets
-        return random_crop_flip(images, generator, **self.augment_args), targets
+        return apply_crop_flip(images, params, self.augment_args.get("padding", 4)), targets
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return self.criterion(outputs.float(), targets)
@@ -48,7 +83,7 @@ class ClassificationTask:
         return {"acc": matrix.accuracy()}
 
 
-class SegmentationTask:
+class SegmentationTask(_Task):
     """Problem 2: loss on ``out`` (+ weighted ``aux``), dihedral crop/scale augmentation, official mIoU."""
 
     name = "segmentation"
@@ -66,12 +101,20 @@ class SegmentationTask:
         self.criterion = SegmentationCriterion(
             build_loss(loss, focal_gamma, class_weights, label_smoothing), aux_weight
         )
-        self.augment_args = dict(augment or {})
+        self.augment_args = _checked_augment(augment, {"out_size", "scale", "dihedral", "image_mode"})
 
-    def augment(self, images: torch.Tensor, targets: torch.Tensor, generator: torch.Generator):
+    def augment_params(self, n: int, generator: torch.Generator) -> dict:
+        """The random values of one batch of ``n`` (CPU tensors; empty without augmentation)."""
         if not self.augment_args:
+            return {}
+        draw = {k: v for k, v in self.augment_args.items() if k in ("scale", "dihedral")}
+        return dihedral_crop_scale_params(n, generator, **draw)
+
+    def apply_augment(self, images: torch.Tensor, targets: torch.Tensor, params: dict):
+        if not params:
             return images, targets
-        return random_dihedral_crop_scale(images, targets, generator, **self.augment_args)
+        apply = {k: v for k, v in self.augment_args.items() if k in ("out_size", "image_mode")}
+        return apply_dihedral_crop_scale(images, targets, params, **apply)
 
     def loss(self, outputs: dict[str, torch.Tensor], targets: torch.Tensor) -> torch.Tensor:
         return self.criterion({k: v.float() for k, v in outputs.items()}, targets.long())

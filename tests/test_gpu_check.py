@@ -1,7 +1,8 @@
 """The GPU check script, run as a GPU machine would run it but ``--quick`` on the CPU (tiny sizes).
 
 What is checked: the shell wrapper runs the Python module from another folder with only ``PYTHONPATH``, every
-section produces its rows within the budget, and the JSON and markdown name the machine and the versions.
+section produces its rows within the budget, the JSON is rewritten after every section (a check killed in a
+section keeps the ones before it), and the JSON and markdown name the machine and the versions.
 """
 
 from __future__ import annotations
@@ -14,17 +15,46 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
-from benchmarks.gpu_check import SECTIONS, Deadlines, main, parse_args
-from hw1lib.experiments import EXPERIMENTS
+import benchmarks.gpu_check as gpu_check
+from benchmarks.gpu_check import SECTIONS, Deadlines, main, make_check_plan, parse_args
+from hw1lib.config import EXPERIMENTS
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_deadlines_pass_unused_time_to_the_next_section():
-    deadlines = Deadlines({"fit": 10, "models": 20, "segmenters": 30, "grader": 40}, start=time.perf_counter())
-    assert 9 < deadlines.left("fit") <= 10 and 59 < deadlines.left("segmenters") <= 60
+    deadlines = Deadlines({"fit": 10, "memory": 20, "models": 30, "grader": 40}, start=time.perf_counter())
+    assert 9 < deadlines.left("fit") <= 10 and 59 < deadlines.left("models") <= 60
     assert 99 < deadlines.left("grader") <= 100
+
+
+def test_the_gpu_plan_fits_six_minutes_with_start_up_and_data():
+    # sections 290 s; start-up (imports, CUDA context) and the data (P1 + P2 validation, 16 cores) ~ 40-60 s
+    assert make_check_plan(False).total_budget <= 300 and set(make_check_plan(False).budgets) == set(SECTIONS)
+
+
+def test_results_are_written_after_every_section_and_a_kill_keeps_them(tmp_path, monkeypatch):
+    class Killed(BaseException):
+        pass
+
+    fit = {"overrides": {}, "train_images": 1, "val_images": 1, "decode_seconds": 0.0, "precision": "fp32"}
+    monkeypatch.setattr(gpu_check, "prepare_standin", lambda size, folder: None)
+    monkeypatch.setattr(gpu_check, "check_fit", lambda *a: {**fit, "syncs": None, "epochs": []})
+    monkeypatch.setattr(gpu_check, "check_memory", lambda *a: {"rows": [], "cards": [], "skipped": []})
+
+    def killed(*args):
+        written = json.loads((tmp_path / "gpu_check.json").read_text())
+        assert written["sections_done"] == ["fit", "memory"]  # already on disk when the third section starts
+        raise Killed
+
+    monkeypatch.setattr(gpu_check, "check_models", killed)
+    with pytest.raises(Killed):
+        gpu_check.run_check(make_check_plan(True), torch.device("cpu"), tmp_path, tmp_path / "standin", "test")
+    written = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert written["sections_done"] == ["fit", "memory"] and "models" not in written
+    assert "## (b) Memory of each `full` recipe" in (tmp_path / "gpu_check.md").read_text()
 
 
 def test_bad_arguments_are_one_clear_line(tmp_path, capsys):
@@ -88,17 +118,20 @@ def test_quick_cpu_check_writes_every_section(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((out / "gpu_check.json").read_text())
     assert seconds < 180, f"--quick took {seconds:.0f} s (the budget is 3 minutes on 2 cores)"
+    assert results["sections_done"] == list(SECTIONS)
     env_info = results["environment"]
-    assert {"device_name", "torch", "cuda", "driver", "commit"} <= set(env_info) and env_info["device"] == "cpu"
+    assert {"device_name", "torch", "cuda", "driver", "commit", "precision_policy"} <= set(env_info)
+    assert env_info["device"] == "cpu" and env_info["precision_policy"] == "fp32"
     assert results["standin"]["size"] == "smoke" and (out / "standin-smoke" / "standin.json").exists()
     fit = results["fit"]
     assert fit["epochs"][0]["epoch"] == 1 and fit["train_images"] == 400 and fit["epochs"][0]["seconds"] > 0
+    assert fit["syncs"] is None  # counted on CUDA only
     # every item is measured or, on a busy machine, recorded as skipped when its section's time is spent
-    items = {
-        name: [r["item"] for r in results[name]["rows"]] + [r["item"] for r in results[name]["skipped"]]
-        for name in ("models", "segmenters")
-    }
-    assert sorted(items["models"]) == sorted(
+    memory = [r["item"] for r in results["memory"]["rows"]] + [r["item"] for r in results["memory"]["skipped"]]
+    assert memory == [f"{e} {p}" for e in EXPERIMENTS for p in ("bf16", "fp16", "fp32")]
+    assert all(r["estimate_gib"] > 0 for r in results["memory"]["rows"]) and results["memory"]["cards"] == []
+    models = [r["item"] for r in results["models"]["rows"]] + [r["item"] for r in results["models"]["skipped"]]
+    assert sorted(models) == sorted(
         f"{m} batch {b}"
         for m, b in [
             ("vgg_like", 16),
@@ -109,19 +142,16 @@ def test_quick_cpu_check_writes_every_section(tmp_path):
             ("deeplabv3_lite0", 8),  # its only recipe is the demo's (batch 8), within the quick pixel cap
         ]
     )
-    assert sorted(items["segmenters"]) == sorted(
-        f"{m} batch {b}" for m in ("fcn32s", "deeplabv3_resnet50") for b in (4, 2)
-    )
-    assert all("error" not in row for name in ("models", "segmenters") for row in results[name]["rows"])
-    assert "measured here" in {row["source"] for row in results["segmenters"]["rows"]}
+    assert all("error" not in row for row in results["models"]["rows"])
     grader = results["grader"]["rows"]
     assert [(r["command"], r["experiment"]) for r in grader] + [
         tuple(r["item"].split()) for r in results["grader"]["skipped"]
-    ] == [("classify" if e.task == "classification" else "segment", e.name) for e in EXPERIMENTS.values()]
+    ] == [("classify", "p1_model_b"), ("segment", "p2_model_b")]
     assert grader and all(r["returncode"] == 0 and r["outputs"] == r["images"] > 0 for r in grader), grader
+    assert all(r["import_seconds"] > 0 and r["load_seconds"] > 0 for r in grader)
     skips = [s["skipped"] for name in SECTIONS for s in results[name].get("skipped", [])]
     assert all(reason.endswith("section's time was spent") for reason in skips)
     markdown = (out / "gpu_check.md").read_text()
-    for heading in ("(a) P1 model A through `fit`", "(b) Every model", "(c) DeepLabV3 and FCN32s", "(d) The grader"):
+    for heading in ("(a) P1 model A through `fit`", "(b) Memory of each", "(c) Training images/s", "(d) The grader"):
         assert heading in markdown
     assert f"torch {env_info['torch']}" in markdown

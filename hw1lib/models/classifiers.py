@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 import torchvision
 from torch import nn
-from torchvision.transforms import v2
 
+from hw1lib.models.layers import Normalize
 from hw1lib.models.weights import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -52,7 +52,7 @@ class VggLike(nn.Module):
         pool_size: int = 4,
     ) -> None:
         super().__init__()
-        self.normalize = v2.Normalize(VGG_LIKE_MEAN, VGG_LIKE_STD)
+        self.normalize = Normalize(VGG_LIKE_MEAN, VGG_LIKE_STD)
         layers: list[nn.Module] = []
         in_channels = 3
         for width in widths:
@@ -116,7 +116,7 @@ class PretrainedClassifier(nn.Module):
     ) -> None:
         super().__init__()
         self.input_size = input_size
-        self.normalize = v2.Normalize(list(mean), list(std))
+        self.normalize = Normalize(list(mean), list(std))
         self.body = body
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.drop = nn.Dropout(drop_rate)

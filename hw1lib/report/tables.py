@@ -337,7 +337,11 @@ def implementation_details(run: Run) -> pd.DataFrame:
 
 
 def _precision_text(precision: str) -> str:
-    return "bf16 autocast (mixed precision), channels_last" if precision == "bf16" else "fp32, channels_last"
+    texts = {
+        "bf16": "bf16 autocast (mixed precision)",
+        "fp16": "fp16 autocast with loss scaling (mixed precision)",
+    }
+    return f"{texts.get(precision, 'fp32')}, channels_last"
 
 
 def environment_table(runs: dict[str, Run], timings: dict[str, float]) -> pd.DataFrame:
