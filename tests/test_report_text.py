@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -119,7 +122,7 @@ def test_class_accuracy_and_confused_pairs_come_from_the_confusion_matrix(tmp_pa
     b = _with_confusion(
         make_run(tmp_path, "p1_model_b", [0.9]), np.array([[9, 1, 0, 0], [0, 9, 1, 0], [0, 0, 10, 0], [0] * 4])
     )
-    text = report.class_accuracy_text(a, b, report.class_accuracy(a), report.class_accuracy(b))
+    text = report.class_accuracy_text(report.class_accuracy(a), report.class_accuracy(b))
     assert "more accurate than model A on 3 of 3 classes, model A on 0" in text
     assert "Hardest classes for model A: class 1 (0.50), class 0 (0.80), class 2 (0.90)" in text
 
@@ -130,7 +133,7 @@ def test_iou_bars_and_mask_comparison_text(tmp_path):
     b.metrics["best"]["iou"] = {str(c): 0.7 for c in range(6)} | {"4": None, "2": 0.1}
     iou_a, iou_b = report.iou_scores(a), report.iou_scores(b)
     assert iou_a == [0.5, 0.5, 0.5, 0.5, None, 0.5] and iou_b[2] == 0.1
-    text = report.iou_bars_text(a, b, iou_a, iou_b)
+    text = report.iou_bars_text(iou_a, iou_b)
     assert "largest difference is on rangeland (-0.400" in text and "weakest class is rangeland (IoU 0.100)" in text
     b.folder.masks(1).parent.mkdir(parents=True, exist_ok=True)
     for epoch in (1, 2, 3):
@@ -193,3 +196,44 @@ def test_deeplab_text_names_the_runs_backbone(tmp_path):
     assert "EfficientNet-Lite0 backbone" in demo and "2.00x FCN32s" in demo
     full = report.deeplab_text(make_run(tmp_path, "p2_model_b", [0.5], profile="full"), 40_000_000, 134_000_000)
     assert "a ResNet50 backbone" in full and "EfficientNet" not in full and "1/8 of the input resolution" in full
+
+
+def test_model_b_text_takes_model_a_first_like_every_other_paragraph(tmp_path):
+    a = make_run(tmp_path, "p1_model_a", [0.3, 0.4])
+    b = make_run(tmp_path, "p1_model_b", [0.7, 0.8])
+    b.metrics["weights_source"] = "ImageNet-1k, torchvision"
+    text = report.model_b_text(a, b, 1_000, 2_500)
+    assert "with 2,500 parameters (2.5x model A), initialised from **ImageNet-1k, torchvision**" in text
+    assert text.endswith("Model B reaches a validation accuracy of 0.8000, 0.4000 above Model A (0.4000).")
+
+
+#: parameters whose name a caller fixes (a protocol), so they stay though unused: (function, parameter)
+_PROTOCOL_PARAMETERS = {
+    ("__torch_function__", "types"),  # torch's override protocol passes it positionally
+    ("after", "args"),  # a forward hook is called as hook(module, args, output)
+}
+
+
+def _unused_parameters(path: Path) -> list[str]:
+    """``"file:line function: parameter"`` for each parameter that its function's body never reads."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        arguments = node.args
+        names = [a.arg for a in [*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs]]
+        names += [a.arg for a in (arguments.vararg, arguments.kwarg) if a is not None]
+        read = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+        found += [
+            f"{path}:{node.lineno} {node.name}: {name}"
+            for name in names
+            if name not in read and name not in ("self", "cls") and (node.name, name) not in _PROTOCOL_PARAMETERS
+        ]
+    return found
+
+
+def test_no_report_or_figure_function_takes_a_parameter_it_does_not_use():
+    # ruff's ARG rules would flag protocol signatures too; this reads the report's and the figures' code only
+    package = Path(report.__file__).resolve().parents[1]
+    files = sorted([*(package / "report").rglob("*.py"), *(package / "viz").rglob("*.py")])
+    assert files and [u for f in files for u in _unused_parameters(f)] == []

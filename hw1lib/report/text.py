@@ -138,7 +138,7 @@ def accuracy_text(a: Run, b: Run) -> str:
     )
 
 
-def model_b_text(b: Run, a: Run, parameters_b: int, parameters_a: int) -> str:
+def model_b_text(a: Run, b: Run, parameters_a: int, parameters_b: int) -> str:
     """Question 4: what P1 model B is and how it differs from model A."""
     c = b.config
     loss = "cross-entropy" if c["loss"] == "ce" else "focal loss"
@@ -245,7 +245,7 @@ def masks_text(run: Run, epochs: list[int], labels: dict[int, str]) -> str:
     )
 
 
-def class_accuracy_text(a: Run, b: Run, accuracy_a: list[float | None], accuracy_b: list[float | None]) -> str:
+def class_accuracy_text(accuracy_a: list[float | None], accuracy_b: list[float | None]) -> str:
     """Beyond question 2: how the two models' per-class accuracies compare, and each one's hardest classes."""
     scored = [c for c in range(len(accuracy_a)) if accuracy_a[c] is not None and accuracy_b[c] is not None]
     b_better = sum(accuracy_b[c] > accuracy_a[c] for c in scored)
@@ -275,7 +275,7 @@ def confused_pairs_text(run: Run, pairs) -> str:
     )
 
 
-def iou_bars_text(a: Run, b: Run, iou_a: list[float | None], iou_b: list[float | None]) -> str:
+def iou_bars_text(iou_a: list[float | None], iou_b: list[float | None]) -> str:
     """Beyond question 9: where the two segmenters differ, class by class."""
     gaps = [
         (iou_b[k] - iou_a[k], CLASS_NAMES[c])
