@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import stat
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -291,6 +293,43 @@ def test_plot_architecture_draws_one_box_per_traced_module():
     assert total == 506 and fig._suptitle.get_text() == "two heads: 506 parameters"
     texts = [t.get_text() for t in fig.axes[0].texts]
     assert any("from #1" in t for t in texts)  # the auxiliary head says where it reads from
+
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+
+
+def _architecture_titles(path: Path) -> list[ast.expr]:
+    """The ``title=`` expression of every ``plot_architecture`` call in a notebook's code cells."""
+    import nbformat
+
+    titles = []
+    for cell in nbformat.read(path, as_version=4).cells:
+        if cell.cell_type != "code":
+            continue
+        tree = ast.parse("\n".join(line for line in cell.source.splitlines() if not line.startswith("%")))
+        calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and ast.unparse(n.func).endswith("architecture")]
+        titles += [k.value for call in calls for k in call.keywords if k.arg == "title"]
+    return titles
+
+
+def test_notebook_architecture_titles_leave_the_parameter_count_to_the_figure():
+    titles = {path.stem: [ast.unparse(t) for t in _architecture_titles(path)] for path in NOTEBOOKS}
+    assert sum(map(len, titles.values())) >= 3  # the parse found the diagrams of notebooks 01, 04, 05 (and 06)
+    for notebook, expressions in titles.items():
+        for expression in expressions:
+            assert "parameter" not in expression and "numel" not in expression, (notebook, expression)
+
+
+def test_architecture_title_from_the_helpers_states_the_count_once():
+    from hw1lib.experiments import experiment_names
+    from hw1lib.notebook import Session
+
+    model = _TwoHeads()
+    for experiment in experiment_names():  # the title notebooks 01-05 build with ``s.title()``
+        session = Session(experiment, None, None, None, Path("runs"), Path("figures"), "demo", "cpu", 0, False)
+        text = viz.plot_architecture(model, (1, 3, 8, 8), title=session.title())._suptitle.get_text()
+        assert text.count("parameters") == 1 and text.endswith(": 506 parameters"), text
+        assert text.startswith(session.title()) and "(" in text and "506" not in session.title()
 
 
 # ---- per-class scores, confused examples, matrices side by side --------------------------------

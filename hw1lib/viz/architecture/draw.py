@@ -56,8 +56,10 @@ def plot_architecture(
     Boxes run top to bottom in execution order and continue in the next column after ``max_rows``;
     an arrow joins consecutive boxes when one reads the other, and a box that reads an earlier,
     non-adjacent box says so (``from #5``), which is how branches such as an auxiliary head show.
-    Colours give the kind of layer; the title gives the total number of parameters. ``depth=None``
-    picks the level of detail that keeps the diagram within 30 boxes.
+    Colours give the kind of layer. The figure's title is ``title`` (what the model is, e.g.
+    ``report.figure_title(run)``) followed by the total number of parameters, counted here: a caller's
+    ``title`` must not state the count again. ``depth=None`` picks the level of detail that keeps the diagram
+    within 30 boxes.
     """
     boxes = trace_architecture(model, input_size, depth, modules=modules, fuse=fuse)
     lines = [_box_lines(i, b) for i, b in enumerate(boxes)]
