@@ -18,8 +18,9 @@ import pytest
 import torch
 
 import benchmarks.gpu_check as gpu_check
-from benchmarks.gpu_check import SECTIONS, Deadlines, main, make_check_plan, parse_args
-from hw1lib.config import EXPERIMENTS
+from benchmarks.gpu_check import GRADER_COMMANDS, SECTIONS, Deadlines, main, make_check_plan, parse_args
+from hw1lib.experiments import EXPERIMENTS, get_experiment
+from hw1lib.models import list_models
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,6 +67,14 @@ def test_bad_arguments_are_one_clear_line(tmp_path, capsys):
         "be a folder (created if missing)"
     )
     assert parse_args(["out"]).device == "auto"
+
+
+def test_the_grader_section_times_one_command_per_problem_on_a_registered_experiment():
+    # by design one P1 and one P2 command, each the command of its experiment's task
+    command_of_task = {"classification": "classify", "segmentation": "segment"}
+    experiments = [get_experiment(experiment) for _, experiment, *_ in GRADER_COMMANDS]
+    assert sorted(e.problem for e in experiments) == sorted({e.problem for e in EXPERIMENTS.values()})
+    assert [command for command, *_ in GRADER_COMMANDS] == [command_of_task[e.task] for e in experiments]
 
 
 #: what the GPU machine lacks (no papermill, no Jupyter stack, no seaborn, no Lite0 wheel): nothing the check runs may
@@ -130,23 +139,15 @@ def test_quick_cpu_check_writes_every_section(tmp_path):
     memory = [r["item"] for r in results["memory"]["rows"]] + [r["item"] for r in results["memory"]["skipped"]]
     assert memory == [f"{e} {p}" for e in EXPERIMENTS for p in ("bf16", "fp16", "fp32")]
     assert all(r["estimate_gib"] > 0 for r in results["memory"]["rows"]) and results["memory"]["cards"] == []
-    models = [r["item"] for r in results["models"]["rows"]] + [r["item"] for r in results["models"]["skipped"]]
-    assert sorted(models) == sorted(
-        f"{m} batch {b}"
-        for m, b in [
-            ("vgg_like", 16),
-            ("efficientnet_v2_s", 64),
-            ("efficientnet_lite0", 50),
-            ("fcn32s", 4),
-            ("deeplabv3_resnet50", 4),
-            ("deeplabv3_lite0", 8),  # its only recipe is the demo's (batch 8), within the quick pixel cap
-        ]
-    )
+    # every registered model once ("<model> batch <n>"), at a batch of at least one
+    models = [r["item"].split() for r in results["models"]["rows"] + results["models"]["skipped"]]
+    assert sorted(m[0] for m in models) == list_models() and all(m[1:2] == ["batch"] and int(m[2]) > 0 for m in models)
     assert all("error" not in row for row in results["models"]["rows"])
     grader = results["grader"]["rows"]
-    assert [(r["command"], r["experiment"]) for r in grader] + [
+    timed = [(r["command"], r["experiment"]) for r in grader] + [
         tuple(r["item"].split()) for r in results["grader"]["skipped"]
-    ] == [("classify", "p1_model_b"), ("segment", "p2_model_b")]
+    ]
+    assert timed == [(command, experiment) for command, experiment, *_ in GRADER_COMMANDS]
     assert grader and all(r["returncode"] == 0 and r["outputs"] == r["images"] > 0 for r in grader), grader
     assert all(r["import_seconds"] > 0 and r["load_seconds"] > 0 for r in grader)
     skips = [s["skipped"] for name in SECTIONS for s in results[name].get("skipped", [])]
