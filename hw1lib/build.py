@@ -163,15 +163,17 @@ def build_report(
         "out_dir": "",
         "fast_dev_run": fast_dev_run,
     }
-    timings: dict[str, float] = {}
+    # the start lets the report tell the runs this build trained from the ones it reused (their finish times)
+    timings: dict = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "notebooks": {}}
     notebooks = training_notebooks()
     for name in notebooks:
         started = time.perf_counter()
         print(f"[report] running {name}.ipynb ...", flush=True)
         own = {"overrides": overrides.get(notebook_experiment(name), {})}
         _execute(NOTEBOOK_DIR / f"{name}.ipynb", executed / f"{name}.ipynb", {**parameters, **own})
-        timings[name] = time.perf_counter() - started
-        print(f"[report] {name}.ipynb done in {timings[name]:.0f} s", flush=True)
+        seconds = time.perf_counter() - started
+        timings["notebooks"][name] = seconds
+        print(f"[report] {name}.ipynb done in {seconds:.0f} s", flush=True)
     save_json(timings, out / "timings.json")
     report_params = {
         "profile": profile,

@@ -174,7 +174,9 @@ def full_fast_dev(request, tmp_path_factory):
         phases["build_report"] = time.perf_counter() - tic
         timings = json.loads((base / "report" / "timings.json").read_text())
         (kept / "last_timings.json").write_text(
-            json.dumps({"phases": phases, "notebooks": timings, "standin_reused": summary["reused"]}, indent=2)
+            json.dumps(
+                {"phases": phases, "notebooks": timings["notebooks"], "standin_reused": summary["reused"]}, indent=2
+            )
         )
         runs = load_experiments(base / "runs" / "full-fastdev", profile="full", fast_dev_run=True)
         yield {"base": base, "standin": standin, "planted": planted, "written": written, "runs": runs}

@@ -7,6 +7,7 @@ numbers of the metrics files.
 
 from __future__ import annotations
 
+import html
 import json
 import math
 import os
@@ -89,7 +90,11 @@ def test_executed_notebooks_and_html_are_kept_beside_the_report(smoke_build):
     assert "Traceback" not in report_html and "Warning" not in report_html
     timings = json.loads((smoke_build["written"]["html"].parent / "timings.json").read_text())
     notebooks = {e.notebook for e in EXPERIMENTS.values()} | set(READING_NOTEBOOKS)
-    assert set(timings) == set(training_notebooks()) == notebooks
+    assert set(timings["notebooks"]) == set(training_notebooks()) == notebooks
+    # the build's start beside each run's finish: every run of this fresh build was trained by it
+    text = html.unescape(report_html)
+    assert "this build's time for the notebook" in text and "training time of the run" in text
+    assert text.count("trained by this build") == len(EXPERIMENTS) and "reused (finished" not in text
 
 
 @pytest.mark.slow

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 from pathlib import Path
 
 import numpy as np
@@ -237,3 +238,35 @@ def test_no_report_or_figure_function_takes_a_parameter_it_does_not_use():
     package = Path(report.__file__).resolve().parents[1]
     files = sorted([*(package / "report").rglob("*.py"), *(package / "viz").rglob("*.py")])
     assert files and [u for f in files for u in _unused_parameters(f)] == []
+
+
+def test_time_table_keeps_each_runs_training_time_apart_from_this_builds_notebook_time(tmp_path):
+    runs = {name: make_run(tmp_path, name, [0.3]) for name in ("p1_model_a", "p1_model_b")}
+    runs["p1_model_a"].metrics["finished"] = "2026-12-05T09:40:12+0000"  # before the build: reused
+    runs["p1_model_b"].metrics["finished"] = "2026-12-05T10:02:00+0000"  # during the build: trained by it
+    build = {"started": "2026-12-05T10:00:00+0000", "notebooks": {"01_p1_model_a": 9.6, "02_p1_model_b": 150.0}}
+    build["notebooks"]["03_p1_representations"] = 20.0
+    (tmp_path / "timings.json").write_text(json.dumps(build))
+    table = report.time_table(runs, report.read_timings(tmp_path / "timings.json"))
+    assert list(table.columns) == [
+        "run",
+        "training time of the run",
+        "the run was",
+        "this build's time for the notebook",
+    ]
+    reused = ["P1 model A", "2.2 min", "reused (finished 2026-12-05 09:40)", "10 s"]  # its notebook took 10 s
+    assert table.loc["01_p1_model_a"].tolist() == reused
+    assert table.loc["02_p1_model_b"].tolist() == ["P1 model B", "2.2 min", "trained by this build", "2.5 min"]
+    assert table.loc["03_p1_representations"].tolist() == ["reads P1 model A", "", "", "20 s"]  # it trains nothing
+
+
+def test_time_table_without_a_build_shows_the_runs_and_an_old_timings_file_still_reads(tmp_path):
+    runs = {"p2_model_a": make_run(tmp_path, "p2_model_a", [0.3])}
+    runs["p2_model_a"].metrics["finished"] = "2026-12-05T09:40:12+0000"
+    table = report.time_table(runs, report.read_timings(""))
+    assert table.loc["04_p2_model_a"].tolist() == ["P2 model A", "2.2 min", "finished 2026-12-05 09:40", ""]
+    (tmp_path / "old.json").write_text(json.dumps({"04_p2_model_a": 12.0}))  # a build before the start was kept
+    assert report.read_timings(tmp_path / "old.json") == {"started": None, "notebooks": {"04_p2_model_a": 12.0}}
+    (tmp_path / "bad.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="bad.json: expected a JSON object"):
+        report.read_timings(tmp_path / "bad.json")

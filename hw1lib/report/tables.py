@@ -6,6 +6,8 @@ parameters, metrics and history (read through :mod:`hw1lib.runs`); nothing here 
 
 from __future__ import annotations
 
+import json
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +16,7 @@ import pandas as pd
 from hw1lib.config import format_overrides, get_config, has_recipe, recipe_diff, without_seed
 from hw1lib.data import data_source
 from hw1lib.data.palette import CLASS_NAMES, SCORED_CLASSES
-from hw1lib.experiments import experiment_names, get_experiment
+from hw1lib.experiments import experiment_names, get_experiment, notebook_experiment
 from hw1lib.experiments import label as experiment_label
 from hw1lib.io import git_commit
 from hw1lib.runs import Run, count_parameters, find_run
@@ -344,8 +346,8 @@ def _precision_text(precision: str) -> str:
     return f"{texts.get(precision, 'fp32')}, channels_last"
 
 
-def environment_table(runs: dict[str, Run], timings: dict[str, float]) -> pd.DataFrame:
-    """Device, library versions and the git commit, and wall time per notebook."""
+def environment_table(runs: dict[str, Run]) -> pd.DataFrame:
+    """Device, library versions and the git commit (the times are in :func:`time_table`)."""
     env = next(iter(runs.values())).params["environment"]
     rows = {
         "device": f"{env['device']} ({env.get('device_name', '')})",
@@ -354,8 +356,71 @@ def environment_table(runs: dict[str, Run], timings: dict[str, float]) -> pd.Dat
         "python": env["python"],
         "git commit": git_commit(),
     }
-    rows.update({f"wall time {name}": _duration(seconds) for name, seconds in timings.items()})
     return pd.DataFrame({"value": rows})
+
+
+def read_timings(path: str | Path) -> dict:
+    """The build's ``timings.json`` (``{"started": ..., "notebooks": {name: seconds}}``); ``{}`` for ``""``.
+
+    A file of an older build (``{name: seconds}``, no start time) is read as notebooks without a start.
+
+    Raises:
+        ValueError: the file is not such a JSON object (names the file).
+    """
+    if not str(path):
+        return {}
+    data = json.loads(Path(path).read_text())
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object of notebook times, written by `make report`")
+    return data if "notebooks" in data else {"started": None, "notebooks": data}
+
+
+def time_table(runs: dict[str, Run], timings: dict) -> pd.DataFrame:
+    """One row per notebook: the run it trains (or reads), that run's own training time, whether this build
+    trained it or reused a run finished before, and this build's time for the notebook.
+
+    Why two times: a rebuild that reuses a run takes seconds for a notebook whose training took minutes; a single
+    "wall time" column read as the training time would understate it.
+
+    Args:
+        runs: the report's runs, by experiment.
+        timings: :func:`read_timings`' result (``{}``: the notebooks were not run by ``make report``).
+    """
+    seconds = timings.get("notebooks", {})
+    started = _timestamp(timings.get("started"))
+    notebooks = list(seconds) or sorted({get_experiment(name).notebook for name in runs})
+    rows = {}
+    for notebook in notebooks:
+        name = notebook_experiment(notebook)
+        run = runs.get(name) if name else None
+        trains = run is not None and get_experiment(name).notebook == notebook
+        rows[notebook] = {
+            "run": "" if run is None else label_of(run) if trains else f"reads {label_of(run)}",
+            "training time of the run": _duration(run.metrics["train_seconds"]) if trains else "",
+            "the run was": _provenance(run, started) if trains else "",
+            "this build's time for the notebook": _duration(seconds[notebook]) if notebook in seconds else "",
+        }
+    return pd.DataFrame(rows).T.rename_axis("notebook")
+
+
+def _timestamp(text: str | None) -> datetime | None:
+    """A ``%Y-%m-%dT%H:%M:%S%z`` time stamp (metrics.json's ``finished``, the build's ``started``), or None."""
+    try:
+        return datetime.fromisoformat(text) if text else None
+    except ValueError:
+        return None
+
+
+def _provenance(run: Run, started: datetime | None) -> str:
+    """``"trained by this build"``, or ``"reused (finished 2026-12-05 09:40)"``: whether the run finished after the
+    build started; only the finish time without a build start."""
+    finished = _timestamp(run.metrics.get("finished"))
+    if finished is None:
+        return "finished at an unrecorded time"
+    when = finished.strftime("%Y-%m-%d %H:%M")
+    if started is None:
+        return f"finished {when}"
+    return "trained by this build" if finished >= started else f"reused (finished {when})"
 
 
 def _duration(seconds: float) -> str:
