@@ -98,7 +98,7 @@ def build_training(config: TrainConfig, device: torch.device, train_size: int):
         config.model, num_classes=config.num_classes, pretrained=config.pretrained, **config.model_kwargs
     )
     model = model.to(device, memory_format=memory_format(config.channels_last))
-    task = build_task(config).to(device)  # the loss's class weights on the device
+    task = build_task(config)
     # fused on CUDA: one kernel for all parameters, and with fp16's GradScaler it checks for overflow on the device
     # (the default implementation reads the found-inf flag with .item(): a wait every step)
     fused = device.type == "cuda" or None

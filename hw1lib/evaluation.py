@@ -50,7 +50,7 @@ def _run_config(folder: RunFolder | None, meta: dict) -> tuple[TrainConfig, str,
         return config, "fp32", {}
     try:
         params = json.loads(folder.file("params").read_text())
-        config = TrainConfig(**params["config"])
+        config = TrainConfig.from_dict(params["config"])
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise ValueError(f"{folder.file('params')} cannot be read as a run's parameters ({error})") from None
     return config, params.get("precision", "fp32"), params

@@ -113,7 +113,7 @@ def _estimate(config_json: str, precision: str, shape: tuple[int, int, int]) -> 
     from hw1lib.models import build_model
     from hw1lib.tasks import build_task
 
-    config = TrainConfig(**json.loads(config_json))
+    config = TrainConfig.from_dict(json.loads(config_json))
     task = build_task(config)
     with FakeTensorMode():
         model = build_model(config.model, num_classes=config.num_classes, pretrained=False, **config.model_kwargs)

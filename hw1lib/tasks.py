@@ -30,7 +30,7 @@ def _checked_augment(augment: dict | None, valid: set[str]) -> dict:
 
 
 class _Task:
-    """What both tasks share: augmenting one batch from a generator, and the loss's device."""
+    """What both tasks share: augmenting one batch from a generator."""
 
     criterion: torch.nn.Module
 
@@ -38,11 +38,6 @@ class _Task:
         """Augment one batch with values drawn from ``generator`` now (the benchmark's per-batch data path)."""
         params = {k: v.to(images.device) for k, v in self.augment_params(len(images), generator).items()}
         return self.apply_augment(images, targets, params)
-
-    def to(self, device: torch.device):
-        """Move the loss (its class weights) to ``device``; returns the task."""
-        self.criterion.to(device)
-        return self
 
 
 class ClassificationTask(_Task):
@@ -56,10 +51,9 @@ class ClassificationTask(_Task):
         loss: str = "ce",
         focal_gamma: float = 2.0,
         label_smoothing: float = 0.0,
-        class_weights: list[float] | None = None,
         augment: dict | None = None,
     ) -> None:
-        self.criterion = build_loss(loss, focal_gamma, class_weights, label_smoothing)
+        self.criterion = build_loss(loss, focal_gamma, label_smoothing)
         self.augment_args = _checked_augment(augment, {"padding", "flip"})
 
     def augment_params(self, n: int, generator: torch.Generator) -> dict:
@@ -94,13 +88,10 @@ class SegmentationTask(_Task):
         loss: str = "ce",
         focal_gamma: float = 2.0,
         label_smoothing: float = 0.0,
-        class_weights: list[float] | None = None,
         aux_weight: float = 0.4,
         augment: dict | None = None,
     ) -> None:
-        self.criterion = SegmentationCriterion(
-            build_loss(loss, focal_gamma, class_weights, label_smoothing), aux_weight
-        )
+        self.criterion = SegmentationCriterion(build_loss(loss, focal_gamma, label_smoothing), aux_weight)
         self.augment_args = _checked_augment(augment, {"out_size", "scale", "dihedral", "image_mode"})
 
     def augment_params(self, n: int, generator: torch.Generator) -> dict:
@@ -145,7 +136,6 @@ def build_task(config):
         "loss": config.loss,
         "focal_gamma": config.focal_gamma,
         "label_smoothing": config.label_smoothing,
-        "class_weights": config.class_weights,
         "augment": config.augment,
     }
     if config.task == "segmentation":

@@ -154,7 +154,7 @@ def test_two_processes_match_one_process_within_tolerance(p1_runs, shared_cache)
     assert two["lr"].tolist() == one["lr"].tolist()  # the same number of steps and the same schedule
 
     _, val = load_problem1(prepare_data_root(str(shared_cache.data), "smoke"))
-    config = TrainConfig(**p1_runs.two.config)
+    config = TrainConfig.from_dict(p1_runs.two.config)
     model = load_model(p1_runs.two.checkpoint(None))[0]
     result = evaluate(
         model,
@@ -200,7 +200,7 @@ def test_segmentation_on_two_processes_keeps_masks_and_matches_one_process(smoke
     _, truths, predictions = two.kept_masks([3])
     assert set(predictions[3]) == set(truths) == set(two.config["keep_mask_ids"])
     _, val = load_problem2(prepare_data_root(str(shared_cache.data), "smoke"))
-    config = TrainConfig(**two.config)
+    config = TrainConfig.from_dict(two.config)
     keep = [val.ids.index(i) for i in config.keep_mask_ids]
     again = evaluate(
         two.load_model(3),
