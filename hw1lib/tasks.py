@@ -8,6 +8,8 @@ and copies them to the device at once), ``apply_augment(x, y, params)`` applies 
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import torch
 
 from hw1lib.data.augment import (
@@ -19,6 +21,42 @@ from hw1lib.data.augment import (
 from hw1lib.data.palette import SCORED_CLASSES
 from hw1lib.losses import SegmentationCriterion, build_loss
 from hw1lib.metrics import ConfusionMatrix
+
+
+class Task(Protocol):
+    """What the engine, the benchmarks and the memory estimate call on a problem's task; a new problem's task
+    provides these (the two below are its implementations)."""
+
+    name: str  # "classification", "segmentation": the config's ``task``
+    metric: str  # the key of the model-selection metric in ``summarize``'s result ("acc", "miou")
+
+    def augment_params(self, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """The random values of one batch of ``n``, drawn from ``generator`` on the CPU (empty without augmentation)."""
+        ...
+
+    def apply_augment(
+        self, images: torch.Tensor, targets: torch.Tensor, params: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(images, targets)`` augmented with ``params`` (:meth:`augment_params`'s, on their device)."""
+        ...
+
+    def augment(
+        self, images: torch.Tensor, targets: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw and apply one batch's augmentation at once."""
+        ...
+
+    def loss(self, outputs, targets: torch.Tensor) -> torch.Tensor:
+        """The training (and validation) loss of the model's ``outputs``, a 0-d tensor."""
+        ...
+
+    def predict(self, outputs) -> torch.Tensor:
+        """Predicted classes of the model's ``outputs`` (labels (N,) or class maps (N, H, W))."""
+        ...
+
+    def summarize(self, matrix: ConfusionMatrix) -> dict:
+        """The metrics of a confusion matrix; holds at least :attr:`metric`."""
+        ...
 
 
 def _checked_augment(augment: dict | None, valid: set[str]) -> dict:
@@ -128,7 +166,7 @@ class SegmentationTask(_Task):
 TASKS = {"classification": ClassificationTask, "segmentation": SegmentationTask}
 
 
-def build_task(config):
+def build_task(config) -> Task:
     """The task object of a ``TrainConfig``, given only the fields it uses; an unknown task lists the valid ones."""
     if config.task not in TASKS:
         raise ValueError(f"unknown task {config.task!r}; valid: {sorted(TASKS)}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from types import SimpleNamespace
 
@@ -252,9 +253,10 @@ def test_capped_evaluation_keeps_every_mask_and_counts_what_it_evaluated():
     model = Segmenter()
     masks = torch.randint(0, 7, (10, 8, 8), dtype=torch.uint8)
     images = torch.randint(0, 256, (10, 3, 8, 8), dtype=torch.uint8)
-    task = build_task(TrainConfig(task="segmentation", model="fcn32s", num_classes=7))
-    full = engine.evaluate(model, task, images, masks, 4, torch.device("cpu"), 7, keep=[1, 6, 9])
-    capped = engine.evaluate(model, task, images, masks, 4, torch.device("cpu"), 7, keep=[1, 6, 9], max_batches=1)
+    config = TrainConfig(task="segmentation", model="fcn32s", num_classes=7, eval_batch_size=4)
+    task, data, cpu = build_task(config), engine.Data(images, masks), torch.device("cpu")
+    full = engine.evaluate(model, task, data, config, cpu, keep=[1, 6, 9])
+    capped = engine.evaluate(model, task, data, dataclasses.replace(config, max_eval_batches=1), cpu, keep=[1, 6, 9])
     assert sorted(capped["kept"]) == [1, 6, 9]
     assert all((capped["kept"][i] == full["kept"][i]).all() for i in (1, 6, 9))
     assert capped["confusion"].sum() == 6 * 8 * 8  # samples 0-3 and the kept 6 and 9
