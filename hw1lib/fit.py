@@ -403,7 +403,7 @@ def _finish(run: _Run, trained: _Trained, stop_reason: str, wall_seconds: float)
     main = distributed.is_main()
     if main:
         folder.write_history(state["history"])  # in case an interruption fell between last.pt and history.csv
-    if main and not folder.snapshot(final_epoch).exists():
+    if main and (run.force or not folder.snapshot(final_epoch).exists()):  # force: not an earlier training's file
         folder.save_weights({"model": model.state_dict(), "meta": meta, "epoch": final_epoch}, final_epoch)
     best = state["best"]
     metrics = {
