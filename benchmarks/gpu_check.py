@@ -297,14 +297,16 @@ def train_steps_peak(config, precision: str, side: int, device: torch.device, ac
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
-    model, task, optimizer, scheduler = build_training(config, device, config.batch_size)
-    scaler = grad_scaler(device, precision) if device.type == "cuda" else None
+    training = build_training(config, device, config.batch_size)
+    training.precision = precision  # the one asked for, which may not be the config's
+    training.scaler = grad_scaler(device, precision) if device.type == "cuda" else None
+    model = training.model
     images, targets = synthetic_data(config, side, config.batch_size, device)
     x = to_input(images, device, config.channels_last)
     tic = time.perf_counter()
     try:
         for _ in range(2):
-            train_step(model, task, x, targets, optimizer, scheduler, precision, scaler, accumulation)
+            train_step(model, training, x, targets, accumulation)
         _sync(device)
         row = {"ok": True, "seconds": time.perf_counter() - tic}
     except torch.OutOfMemoryError:
@@ -314,7 +316,7 @@ def train_steps_peak(config, precision: str, side: int, device: torch.device, ac
     if device.type == "cuda":
         row["peak_allocated_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
         row["peak_reserved_gib"] = torch.cuda.max_memory_reserved(device) / 2**30
-    del model, optimizer, x
+    del model, training, x
     return row
 
 
@@ -399,7 +401,7 @@ def check_memory(plan: CheckPlan, device: torch.device, deadlines: Deadlines) ->
 
 def check_models(plan: CheckPlan, device: torch.device, deadlines: Deadlines) -> dict:
     """(c): every registered model at its recipe's batch: training images/s through the engine's epoch loop."""
-    from hw1lib.engine import build_training, train_one_epoch
+    from hw1lib.engine import Data, build_training, train_one_epoch
 
     bench = make_plan(plan.quick, device)
     rows, skips = [], []
@@ -411,13 +413,13 @@ def check_models(plan: CheckPlan, device: torch.device, deadlines: Deadlines) ->
             continue
         try:
             n = config.batch_size * plan.model_steps
-            images, targets = synthetic_data(config, case.image_side, n, device)
-            model, task, optimizer, scheduler = build_training(config, device, n)
+            data = Data(*synthetic_data(config, case.image_side, n, device))
+            training = build_training(config, device, n)
             times = []
             for epoch in (1, 2):  # the first tunes cuDNN's algorithms
                 _sync(device)
                 tic = time.perf_counter()
-                train_one_epoch(model, task, images, targets, optimizer, scheduler, config, epoch, device, False)
+                train_one_epoch(training.model, training, data, config, epoch, progress=False)
                 _sync(device)
                 times.append(time.perf_counter() - tic)
             rows.append(

@@ -118,6 +118,7 @@ def build_report(
     data: str = "",
     out_dir: str | Path | None = None,
     device: str = "auto",
+    *,
     seed: int = 0,
     fast_dev_run: bool = False,
     overrides: dict[str, dict] | None = None,

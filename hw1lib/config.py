@@ -9,7 +9,10 @@ it only where peers' reported results on the same data say it pays; every depart
 
 Every field of ``TrainConfig`` is part of the run folder's name (see :mod:`hw1lib.runs`). A field added
 later goes into ``ADDED_LATER`` with its default: ``to_dict`` leaves it out while it has that default, so
-the runs trained before it keep their names and are reused.
+the runs trained before it keep their names and are reused. Symmetrically, a field removed later goes into
+``REMOVED_LATER`` with the value every earlier run had: ``to_dict`` still writes it, so the same runs keep their
+names; :meth:`TrainConfig.from_dict` drops it when a stored config is read back, and an override of it is
+refused as unknown.
 
 Overrides: ``get_config(experiment, profile, **{"lr": 1e-3, "augment.flip": False})`` changes fields of the
 recipe (dotted keys reach into the dict fields ``augment`` and ``model_kwargs``); each is checked against the
@@ -55,7 +58,6 @@ class TrainConfig:
     loss: str = "ce"  # "ce" or "focal"
     focal_gamma: float = 2.0
     label_smoothing: float = 0.0
-    class_weights: list[float] | None = None
     aux_weight: float = 0.4  # weight of an auxiliary head's loss (segmentation)
     augment: dict = field(default_factory=dict)  # arguments of the task's batch augmentation; {} = none
     snapshot_epochs: list[int] = field(default_factory=list)  # extra weight snapshots (first and final always)
@@ -70,13 +72,30 @@ class TrainConfig:
     accumulation_steps: int = 1
 
     def to_dict(self) -> dict:
-        """The fields as plain data, without the later-added ones that still have their default."""
+        """The fields as plain data (what the run's name hashes): without the later-added ones that still have
+        their default, with the removed ones at the value every run had (:data:`REMOVED_LATER`)."""
         values = dataclasses.asdict(self)
-        return {k: v for k, v in values.items() if k not in ADDED_LATER or v != ADDED_LATER[k]}
+        return {**{k: v for k, v in values.items() if k not in ADDED_LATER or v != ADDED_LATER[k]}, **REMOVED_LATER}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        """A config from :meth:`to_dict`'s output (a stored run's ``params.json``), removed fields dropped.
+
+        Raises:
+            ValueError: a removed field holds another value than every run had (a config this code cannot train).
+        """
+        changed = sorted(k for k, v in REMOVED_LATER.items() if k in values and values[k] != v)
+        if changed:
+            raise ValueError(f"config fields {changed} are no longer supported (only {REMOVED_LATER} is)")
+        return cls(**{k: v for k, v in values.items() if k not in REMOVED_LATER})
 
 
 #: fields added after runs were trained, with their defaults (left out of ``to_dict`` while at the default)
 ADDED_LATER: dict[str, object] = {"max_eval_batches": None, "accumulation_steps": 1}
+
+#: fields removed after runs were trained, with the value every run had: ``to_dict`` still writes them, so those
+#: runs keep their names (``class_weights``: no recipe ever set it)
+REMOVED_LATER: dict[str, object] = {"class_weights": None}
 
 #: fields the machine sets at run time, not the user (micro-batches chosen for a GPU's free memory): part of the
 #: run's name, but no override of the recipe, and ignored when the notebooks and the report look for its run
@@ -499,7 +518,7 @@ def recipe_diff(experiment: str, profile: str, config: dict) -> dict[str, object
     caps = {k: v for k, v in FAST_DEV_RUN.items() if k != "epochs"}
     fast = all(config.get(k) == v for k, v in caps.items())
     recipe = _plain(dataclasses.asdict(get_config(experiment, profile, fast_dev_run=fast)))
-    stored = _plain({**ADDED_LATER, **config})
+    stored = _plain({k: v for k, v in {**ADDED_LATER, **config}.items() if k not in REMOVED_LATER})
     diff: dict[str, object] = {}
     for key in sorted(set(recipe) | set(stored)):
         if key == "seed" or key in MACHINE_FIELDS or recipe.get(key) == stored.get(key):

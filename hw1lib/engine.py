@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
@@ -37,9 +38,35 @@ from hw1lib import distributed
 from hw1lib.config import TrainConfig
 from hw1lib.metrics import ConfusionMatrix
 from hw1lib.models import build_model
-from hw1lib.precision import autocast, memory_format, resolve_precision, to_input
+from hw1lib.precision import autocast, grad_scaler, memory_format, resolve_precision, to_input
 from hw1lib.progress import progress_bar
-from hw1lib.tasks import build_task
+from hw1lib.tasks import Task, build_task
+
+
+class Data(NamedTuple):
+    """A labelled data set's tensors as the loops take them: ``images`` (uint8 N, 3, H, W) and ``targets`` (labels
+    (N,) or masks (N, H, W)), on the training device or in host memory."""
+
+    images: torch.Tensor
+    targets: torch.Tensor
+
+
+@dataclass
+class Training:
+    """What one run trains with (:func:`build_training`): the model (unwrapped: it saves and evaluates), its task,
+    optimizer and schedule, the device, the number format and fp16's loss scaler (a disabled no-op otherwise).
+
+    Why one object: the loops take it whole instead of six of its fields each (torchvision's references pass the
+    model, the loader and the device; the rest is the run's).
+    """
+
+    model: nn.Module
+    task: Task
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    device: torch.device
+    precision: str = "fp32"
+    scaler: torch.amp.GradScaler | None = None
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -87,18 +114,16 @@ def lr_factor(step: int, total_steps: int, warmup_steps: int, min_ratio: float) 
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def build_training(config: TrainConfig, device: torch.device, train_size: int):
-    """The model (seeded, on ``device``, in the config's memory format), task, AdamW and warm-up/cosine schedule.
-
-    Returns:
-        ``(model, task, optimizer, scheduler)``; the schedule spans ``config.epochs`` epochs of ``train_size``.
-    """
+def build_training(config: TrainConfig, device: torch.device, train_size: int) -> Training:
+    """The model (seeded, on ``device``, in the config's memory format), task, AdamW and warm-up/cosine schedule, in
+    the run's precision (:func:`hw1lib.precision.resolve_precision`) with its loss scaler; the schedule spans
+    ``config.epochs`` epochs of ``train_size`` samples."""
     torch.manual_seed(config.seed)  # the model's initial weights
     model = build_model(
         config.model, num_classes=config.num_classes, pretrained=config.pretrained, **config.model_kwargs
     )
     model = model.to(device, memory_format=memory_format(config.channels_last))
-    task = build_task(config).to(device)  # the loss's class weights on the device
+    task = build_task(config)
     # fused on CUDA: one kernel for all parameters, and with fp16's GradScaler it checks for overflow on the device
     # (the default implementation reads the found-inf flag with .item(): a wait every step)
     fused = device.type == "cuda" or None
@@ -106,7 +131,8 @@ def build_training(config: TrainConfig, device: torch.device, train_size: int):
     steps = steps_per_epoch(train_size, config)
     total, warmup = config.epochs * steps, int(config.warmup_epochs * steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, warmup, config.min_lr_ratio))
-    return model, task, optimizer, scheduler
+    precision = resolve_precision(config, device)
+    return Training(model, task, optimizer, scheduler, device, precision, grad_scaler(device, precision))
 
 
 class EpochPlan(NamedTuple):
@@ -125,7 +151,7 @@ def _to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 def stage_epoch(
-    task, n: int, config: TrainConfig, generator: torch.Generator, data_device: torch.device, device: torch.device
+    task: Task, n: int, config: TrainConfig, generator: torch.Generator, data_device: torch.device, device: torch.device
 ) -> EpochPlan:
     """Draw an epoch's permutation and every batch's augmentation values from ``generator`` and copy them to the
     devices in one transfer each.
@@ -170,26 +196,21 @@ def _check_finite(losses: list[torch.Tensor], first_step: int, epoch: int) -> No
 
 
 def train_step(
-    model: nn.Module,
-    task,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    optimizer: torch.optim.Optimizer,
-    scheduler,
-    precision: str,
-    scaler: torch.amp.GradScaler | None = None,
-    accumulation_steps: int = 1,
+    model: nn.Module, training: Training, x: torch.Tensor, y: torch.Tensor, accumulation_steps: int = 1
 ) -> tuple[object, torch.Tensor]:
-    """One optimisation step on a prepared batch; returns ``(outputs, loss)`` without reading the loss.
+    """One optimisation step of ``model`` (``training.model`` or its DDP wrapper) on a prepared batch, with
+    ``training``'s task, optimizer, schedule, precision and scaler; returns ``(outputs, loss)`` without reading
+    the loss.
 
     With ``accumulation_steps`` > 1 the batch runs as that many micro-batches whose losses are weighted by their
     share of the batch, so the summed gradients are the whole batch's mean (batch norm sees micro-batches);
-    under DDP only the last one synchronises gradients. ``scaler`` (fp16) scales the loss before ``backward``
+    under DDP only the last one synchronises gradients. The scaler (fp16) scales the loss before ``backward``
     and skips the step whose gradients overflowed.
 
     Why a function of its own: the benchmark's conventional loop calls it too, so that a data-path
     comparison times the same step on both sides.
     """
+    task, optimizer, scaler = training.task, training.optimizer, training.scaler
     optimizer.zero_grad(set_to_none=True)
     chunks = max(1, min(accumulation_steps, len(x)))
     parts = list(zip(x.chunk(chunks), y.chunk(chunks)))
@@ -198,7 +219,7 @@ def train_step(
         last = i == len(parts) - 1
         sync = contextlib.nullcontext() if last or not hasattr(model, "no_sync") else model.no_sync()
         with sync:
-            with autocast(x.device, precision):
+            with autocast(x.device, training.precision):
                 out = model(xi)
                 loss = task.loss(out, yi)
             if len(parts) > 1:
@@ -211,7 +232,7 @@ def train_step(
         scaler.update()
     else:
         optimizer.step()
-    scheduler.step()
+    training.scheduler.step()
     if len(parts) == 1:
         return outputs[0], losses[0]
     return _concat_outputs(outputs), torch.stack([loss.detach() for loss in losses]).sum()
@@ -225,43 +246,33 @@ def _concat_outputs(outputs: list) -> object:
 
 
 def _train_batch(
-    net: nn.Module, task, batch: tuple, optim: tuple, config: TrainConfig, precision: str, device: torch.device
+    net: nn.Module, training: Training, batch: tuple, config: TrainConfig
 ) -> tuple[object, torch.Tensor, torch.Tensor]:
     """One step of :func:`train_one_epoch`: ``batch`` is ``(images, targets, index, augment)`` with this step's
-    staged ``index`` and ``augment`` values, ``optim`` is ``(optimizer, scheduler, scaler)``; returns
-    ``(outputs, loss, targets)``.
+    staged ``index`` and ``augment`` values; returns ``(outputs, loss, targets)``.
 
     Everything it reads is on the device already, or (data kept in host memory) gathered on the host and copied
     from pinned memory without waiting; ``tests/test_no_wait.py`` runs it with every tensor on the ``meta``
     device and fails on any tensor built from host data.
     """
     images, targets, index, augment = batch
-    optimizer, scheduler, scaler = optim
+    device = training.device
     x, y = images[index], targets[index]
     if x.device != device:  # data in host memory
         x, y = _to_device(x, device), _to_device(y, device)
     x = to_input(x, device, config.channels_last)
-    x, y = task.apply_augment(x, y, augment)  # the whole global batch: each sample augmented as in one process
+    x, y = training.task.apply_augment(x, y, augment)  # the whole global batch: each sample augmented as in one process
     x, y = distributed.shard(x), distributed.shard(y)
-    outputs, loss = train_step(net, task, x, y, optimizer, scheduler, precision, scaler, config.accumulation_steps)
+    outputs, loss = train_step(net, training, x, y, config.accumulation_steps)
     return outputs, loss, y
 
 
 def train_one_epoch(
-    model: nn.Module,
-    task,
-    images: torch.Tensor,
-    targets: torch.Tensor,
-    optimizer: torch.optim.Optimizer,
-    scheduler,
-    config: TrainConfig,
-    epoch: int,
-    device: torch.device,
-    progress: bool = True,
-    scaler: torch.amp.GradScaler | None = None,
+    model: nn.Module, training: Training, data: Data, config: TrainConfig, epoch: int, *, progress: bool = True
 ) -> dict:
-    """Train for one epoch over in-memory tensors (on ``device`` or in host memory), augmenting each batch on the
-    device; ``scaler`` is the run's fp16 loss scaler (:func:`hw1lib.precision.grad_scaler`), if any.
+    """Train ``model`` (``training.model`` or its DDP wrapper) for one epoch over ``data`` (on the training device
+    or in host memory), augmenting each batch on the device, with ``training``'s optimizer, schedule, precision and
+    loss scaler.
 
     Returns:
         ``{"loss": mean training loss, task.metric: metric on the augmented training batches, "lr": last lr,
@@ -272,11 +283,11 @@ def train_one_epoch(
             within ``FINITE_CHECK_EVERY`` steps of it, before anything of this epoch is saved).
     """
     model.train()
+    task, device, (images, targets) = training.task, training.device, data
     seed = epoch_seed(config.seed, epoch)
     torch.manual_seed(distributed.rank_seed(seed))  # dropout and any other global randomness of this epoch
     generator = torch.Generator().manual_seed(seed)  # the same on every rank: one permutation, one augmentation
     plan = stage_epoch(task, len(images), config, generator, images.device, device)
-    precision = resolve_precision(config, device)
     matrix = ConfusionMatrix(config.num_classes, device)
     losses: list[torch.Tensor] = []  # per step, on the device: reading them each step would stall a GPU
     sizes: list[int] = []  # samples per step (this rank's), to turn the summed losses back into step means
@@ -285,7 +296,7 @@ def train_one_epoch(
     bar = progress_bar(range(1, steps + 1), desc=f"epoch {epoch}", disable=not progress)
     for step in bar:
         batch = (images, targets, plan.indices[step - 1], plan.augment[step - 1])
-        outputs, loss, y = _train_batch(model, task, batch, (optimizer, scheduler, scaler), config, precision, device)
+        outputs, loss, y = _train_batch(model, training, batch, config)
         matrix.update(task.predict(outputs).detach(), y)
         losses.append(loss.detach() * len(y))
         sizes.append(len(y))
@@ -303,7 +314,7 @@ def train_one_epoch(
     return {
         "loss": float(total) / seen if seen else 0.0,
         task.metric: task.summarize(matrix)[task.metric],
-        "lr": optimizer.param_groups[0]["lr"],
+        "lr": training.optimizer.param_groups[0]["lr"],
         # read once, here, where the epoch's end waits for the device anyway (this rank's batches)
         "step_losses": (stacked.double().cpu() / torch.tensor(sizes, dtype=torch.float64)).tolist(),
     }
@@ -337,41 +348,42 @@ def _eval_batches(n: int, batch_size: int, keep: set[int], max_batches: int | No
 @torch.no_grad()  # not inference_mode: a segmenter's auxiliary head stays in the validation loss (as in training's)
 def evaluate(
     model: nn.Module,
-    task,
-    images: torch.Tensor,
-    targets: torch.Tensor,
-    batch_size: int,
+    task: Task,
+    data: Data,
+    config: TrainConfig,
     device: torch.device,
-    num_classes: int,
+    *,
     keep: list[int] | None = None,
-    precision: str = "fp32",
-    channels_last: bool = True,
-    max_batches: int | None = None,
+    precision: str | None = None,
 ) -> dict:
-    """Evaluate on in-memory tensors (no augmentation), in ``precision`` (the run's, from :func:`resolve_precision`)
-    and the memory format the model is in.
+    """Evaluate on in-memory tensors (no augmentation) as ``config``'s run validates: its ``eval_batch_size``,
+    ``num_classes``, ``channels_last`` and ``max_eval_batches``, in its precision on ``device``
+    (:func:`resolve_precision`, unless ``precision`` names another).
 
     Under several processes each rank evaluates every ``world_size``-th batch and the results are summed (the
     kept masks gathered), so every rank returns the whole set's metrics.
 
     Args:
-        max_batches: evaluate only the first this many batches (a fast dev run), plus one batch of the
-            ``keep`` indices outside them, so kept masks exist at every epoch whatever the cap.
+        keep: sample indices whose predicted maps are returned. Under ``config.max_eval_batches`` (a fast dev
+            run) only the first that many batches are evaluated, plus one batch of the ``keep`` indices outside
+            them, so kept masks exist at every epoch whatever the cap.
 
     Returns:
         ``{"loss", task.metric, ...task summary, "confusion": ndarray}`` and, when ``keep`` lists sample
         indices, ``"kept": {index: predicted class map (uint8 ndarray)}``.
     """
     model.eval()
-    matrix = ConfusionMatrix(num_classes, device)
+    images, targets = data
+    precision = precision or resolve_precision(config, device)
+    matrix = ConfusionMatrix(config.num_classes, device)
     keep = set(keep or [])
     kept: dict[int, np.ndarray] = {}
     total_loss = torch.zeros((), dtype=torch.float64, device=device)
     seen = 0
-    for indices in _eval_batches(len(images), batch_size, keep, max_batches)[
+    for indices in _eval_batches(len(images), config.eval_batch_size, keep, config.max_eval_batches)[
         distributed.rank() :: distributed.world_size()
     ]:
-        x = to_input(images[indices], device, channels_last)
+        x = to_input(images[indices], device, config.channels_last)
         y = targets[indices].to(device, non_blocking=True)
         with autocast(device, precision):
             outputs = model(x)

@@ -9,6 +9,7 @@ run folder is evaluated in fp32 at the default batch size.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -50,7 +51,7 @@ def _run_config(folder: RunFolder | None, meta: dict) -> tuple[TrainConfig, str,
         return config, "fp32", {}
     try:
         params = json.loads(folder.file("params").read_text())
-        config = TrainConfig(**params["config"])
+        config = TrainConfig.from_dict(params["config"])
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise ValueError(f"{folder.file('params')} cannot be read as a run's parameters ({error})") from None
     return config, params.get("precision", "fp32"), params
@@ -83,17 +84,9 @@ def evaluate_checkpoint(checkpoint_or_run: str | Path, data_dir: str | Path, dev
     images, targets = _labelled(config.task, data_dir)
     model = model.to(memory_format=memory_format(config.channels_last))
     task = build_task(config)
-    result = engine.evaluate(  # what fit's validation calls, with the run's batch size, precision and format
-        model,
-        task,
-        images,
-        targets,
-        config.eval_batch_size,
-        device,
-        config.num_classes,
-        precision=precision,
-        channels_last=config.channels_last,
-    )
+    # what fit's validation calls, with the run's batch size, precision and format, on every image (no fast dev cap)
+    whole = dataclasses.replace(config, max_eval_batches=None)
+    result = engine.evaluate(model, task, engine.Data(images, targets), whole, device, precision=precision)
     out = {
         "task": config.task,
         "metric": task.metric,

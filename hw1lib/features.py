@@ -9,12 +9,18 @@ What this is not: plotting (see ``hw1lib.viz.plot_embeddings``) or label handlin
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 from threadpoolctl import threadpool_limits
 from torch import nn
+
+if TYPE_CHECKING:
+    from hw1lib.fit import LabelledSet
+    from hw1lib.runs import Run
 
 #: t-SNE runs on at most this many PCA components (van der Maaten's and scikit-learn's advice).
 TSNE_PCA_DIMS = 50
@@ -118,7 +124,7 @@ def _as_matrix(features: np.ndarray) -> np.ndarray:
     return features
 
 
-def representations(run, val, epochs: list[int], device: str = "cpu", seed: int = 0) -> dict:
+def representations(run: Run, val: LabelledSet, epochs: list[int], device: str = "cpu", seed: int = 0) -> dict:
     """PCA of the best model's pre-logits and t-SNE at ``epochs`` on the validation set, cached in the run.
 
     The arrays are cached in the run folder under a tag of the epochs, the seed and the validation data's
@@ -127,7 +133,7 @@ def representations(run, val, epochs: list[int], device: str = "cpu", seed: int 
 
     Args:
         run: a finished classification :class:`hw1lib.runs.Run` with snapshots at ``epochs``.
-        val: the validation set (``images``, ``labels``, ``key``).
+        val: the labelled validation set (its ``images``, ``labels`` and ``key``).
 
     Returns:
         ``{"labels": (N,), "pca": (N, 2), "pca_explained": (2,), "tsne": {epoch: (N, 2)}, "pca_epoch": int}``.

@@ -20,10 +20,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
 
 import torch
-from torch import nn
 
 from hw1lib import distributed, engine
 from hw1lib.checkpoints import load_state_dict_checked, model_meta
@@ -31,35 +34,58 @@ from hw1lib.config import TrainConfig
 from hw1lib.interrupts import TrainingInterrupted, interrupted, sigterm_raises
 from hw1lib.io import environment_info
 from hw1lib.locks import run_lock
-from hw1lib.memory import plan_for_device
-from hw1lib.precision import check_precision, grad_scaler, resolve_device, resolve_precision
+from hw1lib.memory import MemoryPlan, plan_for_device
+from hw1lib.precision import check_precision, resolve_device, resolve_precision
 from hw1lib.runs import RunFolder
+
+
+class LabelledSet(Protocol):
+    """A labelled data set as ``fit`` takes it (:class:`hw1lib.data.ClassificationSet`,
+    :class:`hw1lib.data.SegmentationSet`): decoded ``images`` (uint8 N, 3, H, W), a content ``key`` (part of the
+    run's name) and its ``folder``; besides, its targets as ``labels`` (N,) or ``masks`` (N, H, W), and for a
+    segmentation set the ``ids`` that ``keep_mask_ids`` name."""
+
+    images: torch.Tensor
+    key: str
+    folder: Path | str
+
+
+#: ``on_epoch_end(epoch, row)``: called on every rank after each epoch's files are written (``row``: history.csv's)
+EpochHook = Callable[[int, dict], None]
 
 
 def fit(
     config: TrainConfig,
-    train,
-    val,
-    out_root,
+    train: LabelledSet,
+    val: LabelledSet,
+    out_root: str | Path,
     name: str,
+    *,
     device: str = "auto",
     force: bool = False,
     progress: bool = True,
-    on_epoch_end=None,
+    on_epoch_end: EpochHook | None = None,
     recipe: dict | None = None,
 ) -> dict:
     """Train (or reuse, or resume) a run and return its metrics.
 
     Args:
         config: the run's configuration.
-        train, val: data sets with ``images`` (uint8 N,3,H,W), targets (``labels`` or ``masks``) and a
-            ``key`` fingerprint; ``val`` may carry ``ids`` (segmentation) for ``keep_mask_ids``.
+        train, val: the labelled data sets; ``val`` carries ``ids`` (segmentation) for ``keep_mask_ids``.
         out_root: folder that holds run folders.
         name: experiment name (``p1_model_a``); the run folder is ``out_root/name-<hash of params>``.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``...
-        force: retrain even if a finished run with these parameters exists.
+        force: train again from epoch 1 in the same run folder even if it is finished or interrupted. It ignores
+            ``metrics.json`` (no reuse) and ``last.pt`` (no resume), rewrites ``params.json`` at once, and as the
+            new training goes overwrites ``last.pt``, ``best.pt`` (at epoch 1, then at each improvement),
+            ``history.csv``, the snapshots and kept masks of the epochs it trains, and hides the old TensorBoard
+            events (``purge_step``); ``metrics.json`` is rewritten at the end. Nothing is deleted: snapshots and
+            masks of epochs the new training does not reach stay (and ``metrics.json`` lists those snapshots),
+            ``embeddings.npz`` stays, and an interrupted forced training leaves the old ``metrics.json``, so
+            the next call without ``force`` reuses the folder as finished.
         progress: show tqdm bars.
-        on_epoch_end: optional ``callback(epoch, row)`` after each epoch's files are written (tests use it).
+        on_epoch_end: optional ``callback(epoch, row)`` after each epoch's files are written, on every rank
+            (tests use it to interrupt a run at a known point).
         recipe: how the run was asked for (``{"experiment", "profile", "overrides", "fast_dev_run", "label"}``),
             recorded in ``params.json`` but not hashed (see :func:`hw1lib.config.recipe_record`).
 
@@ -114,17 +140,15 @@ def fit(
                         **({"recipe": recipe} if recipe is not None else {}),
                     }
                 )
-            saved = {"epoch": 0}  # the last complete epoch on disk: what an interruption message reports
+            run = _Run(config, folder, device, plan, force, progress and main, on_epoch_end)
             one_process = distributed.launched_world_size() <= 1  # under torchrun, SIGTERM stays torchrun's
             try:
                 with sigterm_raises() if one_process else nullcontext(), cudnn_benchmark(device):
-                    result = _train(
-                        config, train, val, folder, device, force, progress and main, on_epoch_end, saved, plan
-                    )
+                    result = _train(run, train, val)
             except KeyboardInterrupt as error:
                 if isinstance(error, TrainingInterrupted):
                     raise
-                raise interrupted(error, saved["epoch"], config.epochs) from None
+                raise interrupted(error, run.saved_epoch, config.epochs) from None
     return distributed.from_main(result)
 
 
@@ -140,7 +164,7 @@ def cudnn_benchmark(device: torch.device):
         torch.backends.cudnn.benchmark = previous
 
 
-def _with_accumulation(config: TrainConfig, plan) -> TrainConfig:
+def _with_accumulation(config: TrainConfig, plan: MemoryPlan | None) -> TrainConfig:
     """``config`` with the micro-batches ``plan`` chose (it is then part of the run's name); a warning when even
     micro-batches of 2 exceed the GPU's free memory."""
     if plan is None:
@@ -160,7 +184,7 @@ def _with_accumulation(config: TrainConfig, plan) -> TrainConfig:
     return config
 
 
-def _targets(data) -> torch.Tensor:
+def _targets(data: LabelledSet) -> torch.Tensor:
     targets = getattr(data, "labels", None)
     if targets is None:
         targets = getattr(data, "masks", None)
@@ -175,41 +199,53 @@ def _fresh_state() -> dict:
     return {"epoch": 0, "history": [], "best": None, "bad_epochs": 0, "train_seconds": 0.0}
 
 
+@dataclass
+class _Run:
+    """One call's training, as ``fit`` decided it: what :func:`_train` needs besides the data."""
+
+    config: TrainConfig  # with the micro-batches the memory plan chose
+    folder: RunFolder
+    device: torch.device
+    plan: MemoryPlan | None  # None off CUDA
+    force: bool
+    progress: bool
+    on_epoch_end: EpochHook | None
+    saved_epoch: int = 0  # the last complete epoch on disk: what an interruption message reports
+
+
+@dataclass
+class _Trained:
+    """The training as it goes: what :func:`_epoch_files` and :func:`_finish` read and update."""
+
+    training: engine.Training
+    meta: dict  # the checkpoints' model description (hw1lib.checkpoints.model_meta)
+    state: dict  # epoch, history, best, bad_epochs, train_seconds: what last.pt holds besides the weights
+
+
 #: ``last.pt`` may take at most 1 / this of the training time when its write takes longer than LAST_CHEAP_S
 LAST_SAVE_RATIO = 10
 #: a ``last.pt`` write this fast is made after every epoch
 LAST_CHEAP_S = 1.0
 
 
-def _train(
-    config: TrainConfig,
-    train,
-    val,
-    folder: RunFolder,
-    device: torch.device,
-    force: bool,
-    progress: bool,
-    on_epoch_end,
-    saved: dict,
-    plan=None,
-) -> dict:
+def _train(run: _Run, train: LabelledSet, val: LabelledSet) -> dict:
     started = time.perf_counter()
-    model, task, optimizer, scheduler = engine.build_training(config, device, len(train.images))
-    precision = resolve_precision(config, device)
-    scaler = grad_scaler(device, precision)
+    config, folder, device = run.config, run.folder, run.device
+    training = engine.build_training(config, device, len(train.images))
+    model, task = training.model, training.task
     state, notes = _fresh_state(), []
-    if not force:
+    if not run.force:
         last, note = distributed.from_main(folder.read_last() if distributed.is_main() else None)
         notes += [note] if note else []
         if last is not None:
-            state = _restore(last, folder, model, optimizer, scheduler, scaler)
-    resumed_from = saved["epoch"] = state["epoch"]
-    meta = model_meta(config, model)
+            state = _restore(last, folder, training)
+    resumed_from = run.saved_epoch = state["epoch"]
+    trained = _Trained(training, model_meta(config, model), state)
     net = distributed.wrap_model(model, device)  # trains; `model` (the same weights, unwrapped) saves and evaluates
-    on_device = plan is None or plan.data_on_device
-    train_x, train_y = _place(train.images, device, on_device), _place(_targets(train), device, on_device)
+    on_device = run.plan is None or run.plan.data_on_device
+    train_data = engine.Data(_place(train.images, device, on_device), _place(_targets(train), device, on_device))
     last_save = {"seconds": 0.0, "at": time.perf_counter()}
-    val_x, val_y = _place(val.images, device, False), _place(_targets(val), device, False)  # pinned on CUDA
+    val_data = engine.Data(_place(val.images, device, False), _place(_targets(val), device, False))  # pinned on CUDA
     keep = _keep_indices(config, val, folder)
     steps = engine.steps_per_epoch(len(train.images), config)  # the TensorBoard step axis: optimizer steps
     # purge_step: a resumed run hides the events of the epochs it trains again, so no step appears twice
@@ -217,23 +253,9 @@ def _train(
     while state["epoch"] < config.epochs and not _patience_exhausted(config, state):
         epoch = state["epoch"] + 1
         tic = time.perf_counter()
-        train_metrics = engine.train_one_epoch(
-            net, task, train_x, train_y, optimizer, scheduler, config, epoch, device, progress, scaler
-        )
+        train_metrics = engine.train_one_epoch(net, training, train_data, config, epoch, progress=run.progress)
         distributed.broadcast_buffers(model)
-        val_metrics = engine.evaluate(
-            model,
-            task,
-            val_x,
-            val_y,
-            config.eval_batch_size,
-            device,
-            config.num_classes,
-            keep,
-            precision,
-            config.channels_last,
-            config.max_eval_batches,
-        )
+        val_metrics = engine.evaluate(model, task, val_data, config, device, keep=keep)
         seconds = time.perf_counter() - tic
         row = {
             "epoch": epoch,
@@ -248,7 +270,8 @@ def _train(
             row.update({f"val_iou_{k}": v for k, v in val_metrics["iou"].items()})
         state["history"].append(row)
         state["train_seconds"] += seconds
-        _epoch_files(folder, config, model, meta, epoch, val_metrics[task.metric], val_metrics, state, keep, val)
+        masks = {val.ids[i]: mask for i, mask in val_metrics["kept"].items()} if keep else None
+        _epoch_files(run, trained, epoch, val_metrics, masks)
         state["epoch"] = epoch
         if distributed.is_main():
             final = epoch == config.epochs or _patience_exhausted(config, state)
@@ -257,26 +280,26 @@ def _train(
                 folder.save_last(
                     {
                         "model": model.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(),
-                        "scaler": scaler.state_dict(),
-                        "meta": meta,
+                        "optimizer": training.optimizer.state_dict(),
+                        "scheduler": training.scheduler.state_dict(),
+                        "scaler": training.scaler.state_dict(),
+                        "meta": trained.meta,
                         **state,
                     }
                 )
                 last_save.update(seconds=time.perf_counter() - tic, at=time.perf_counter())
-                saved["epoch"] = epoch  # what a rerun resumes from (last.pt may skip epochs: _save_last_now)
+                run.saved_epoch = epoch  # what a rerun resumes from (last.pt may skip epochs: _save_last_now)
             folder.write_history(state["history"])
         if writer is not None:
             _log_epoch(writer, row, train_metrics["step_losses"], epoch * steps)
-        if on_epoch_end is not None:
-            on_epoch_end(epoch, row)
+        if run.on_epoch_end is not None:
+            run.on_epoch_end(epoch, row)
     if writer is not None:
         writer.close()
     stop_reason = "completed all epochs"
     if state["epoch"] < config.epochs:
         stop_reason = f"early stopping: no improvement of val {task.metric} for {config.patience} epochs"
-    result = _finish(folder, config, model, meta, state, task, stop_reason, time.perf_counter() - started)
+    result = _finish(run, trained, stop_reason, time.perf_counter() - started)
     return {**result, "notes": notes, "resumed_from_epoch": resumed_from}
 
 
@@ -292,7 +315,7 @@ def _log_epoch(writer, row: dict, step_losses: list[float], last_step: int) -> N
     writer.flush()
 
 
-def _keep_indices(config: TrainConfig, val, folder: RunFolder) -> list[int] | None:
+def _keep_indices(config: TrainConfig, val: LabelledSet, folder: RunFolder) -> list[int] | None:
     """Indices of ``keep_mask_ids`` in the validation set; saves their inputs and ground truth once."""
     if not config.keep_mask_ids:
         return None
@@ -331,33 +354,27 @@ def _place(tensor: torch.Tensor, device: torch.device, on_device: bool) -> torch
     return tensor.to(device) if on_device else tensor.pin_memory()
 
 
-def _restore(checkpoint: dict, folder: RunFolder, model: nn.Module, optimizer, scheduler, scaler) -> dict:
-    load_state_dict_checked(model, checkpoint["model"], folder.file("last"))
-    optimizer.load_state_dict(checkpoint["optimizer"])
-    scheduler.load_state_dict(checkpoint["scheduler"])
+def _restore(checkpoint: dict, folder: RunFolder, training: engine.Training) -> dict:
+    """Load ``last.pt``'s weights, optimizer, schedule and loss scale into ``training``; return its state."""
+    load_state_dict_checked(training.model, checkpoint["model"], folder.file("last"))
+    training.optimizer.load_state_dict(checkpoint["optimizer"])
+    training.scheduler.load_state_dict(checkpoint["scheduler"])
+    scaler = training.scaler
     if checkpoint.get("scaler") and scaler.is_enabled():  # fp16's loss scale: without it a resume is not exact
         scaler.load_state_dict(checkpoint["scaler"])
     return {k: checkpoint[k] for k in _fresh_state()}
 
 
-def _epoch_files(
-    folder: RunFolder,
-    config: TrainConfig,
-    model: nn.Module,
-    meta: dict,
-    epoch: int,
-    metric: float,
-    val_metrics: dict,
-    state: dict,
-    keep,
-    val,
-) -> None:
-    """Write this epoch's best/snapshot/mask files (rank 0) and update the early-stopping state (every rank).
+def _epoch_files(run: _Run, trained: _Trained, epoch: int, val_metrics: dict, masks: dict | None) -> None:
+    """Write this epoch's best/snapshot/mask files (rank 0; ``masks``: the kept masks by id, if any) and update the
+    early-stopping state (every rank).
 
-    Every rank reaches the same early-stopping decision: ``metric`` comes from the confusion matrix summed
+    Every rank reaches the same early-stopping decision: the metric comes from the confusion matrix summed
     over the ranks (integers), so it is identical everywhere.
     """
-    weights = {"model": model.state_dict(), "meta": meta, "epoch": epoch}
+    folder, state, meta = run.folder, trained.state, trained.meta
+    metric = val_metrics[trained.training.task.metric]
+    weights = {"model": trained.training.model.state_dict(), "meta": meta, "epoch": epoch}
     main = distributed.is_main()
     if state["best"] is None or metric > state["best"]["value"]:
         extras = {k: v for k, v in val_metrics.items() if k not in ("kept", "confusion")}
@@ -372,27 +389,21 @@ def _epoch_files(
             folder.save_weights(weights, "best")
     else:
         state["bad_epochs"] += 1
-    if main and (epoch == 1 or epoch in config.snapshot_epochs):
+    if main and (epoch == 1 or epoch in run.config.snapshot_epochs):
         folder.save_weights(weights, epoch)
-    if main and keep:
-        folder.save_masks({val.ids[i]: mask for i, mask in val_metrics["kept"].items()}, epoch)
+    if main and masks is not None:
+        folder.save_masks(masks, epoch)
 
 
-def _finish(
-    folder: RunFolder,
-    config: TrainConfig,
-    model: nn.Module,
-    meta: dict,
-    state: dict,
-    task,
-    stop_reason: str,
-    wall_seconds: float,
-) -> dict:
+def _finish(run: _Run, trained: _Trained, stop_reason: str, wall_seconds: float) -> dict:
+    """Write the final snapshot (if the last epoch has none) and ``metrics.json``; return the metrics."""
+    folder, config, state, meta = run.folder, run.config, trained.state, trained.meta
+    model, task = trained.training.model, trained.training.task
     final_epoch = state["epoch"]
     main = distributed.is_main()
     if main:
         folder.write_history(state["history"])  # in case an interruption fell between last.pt and history.csv
-    if main and not folder.snapshot(final_epoch).exists():
+    if main and (run.force or not folder.snapshot(final_epoch).exists()):  # force: not an earlier training's file
         folder.save_weights({"model": model.state_dict(), "meta": meta, "epoch": final_epoch}, final_epoch)
     best = state["best"]
     metrics = {

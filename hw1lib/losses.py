@@ -41,15 +41,12 @@ class FocalLoss(nn.Module):
         return (focal * nll).sum() / sample_weight.sum()
 
 
-def build_loss(
-    name: str = "ce", gamma: float = 2.0, class_weights: list[float] | None = None, label_smoothing: float = 0.0
-) -> nn.Module:
+def build_loss(name: str = "ce", gamma: float = 2.0, label_smoothing: float = 0.0) -> nn.Module:
     """The loss chosen by name: ``"ce"`` (cross-entropy) or ``"focal"``."""
-    weight = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32)
     if name == "ce":
-        return nn.CrossEntropyLoss(weight=weight, label_smoothing=label_smoothing)
+        return nn.CrossEntropyLoss(label_smoothing=label_smoothing)
     if name == "focal":
-        return FocalLoss(gamma=gamma, weight=weight, label_smoothing=label_smoothing)
+        return FocalLoss(gamma=gamma, label_smoothing=label_smoothing)
     raise ValueError(f"unknown loss {name!r}; valid: 'ce', 'focal'")
 
 

@@ -22,9 +22,12 @@ import dataclasses
 import functools
 import json
 import math
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
+
+if TYPE_CHECKING:
+    from hw1lib.tasks import Task
 
 GIB = 2**30
 #: bytes per parameter besides activations: fp32 weights and gradients, AdamW's two fp32 moments
@@ -75,7 +78,7 @@ def train_input_shape(config, data_shape: tuple[int, ...]) -> tuple[int, int, in
     return (channels, side, side) if side else (channels, height, width)
 
 
-def _saved_bytes(model: torch.nn.Module, task, shape: tuple, batch: int, precision: str) -> tuple[int, int]:
+def _saved_bytes(model: torch.nn.Module, task: Task, shape: tuple, batch: int, precision: str) -> tuple[int, int]:
     """Bytes autograd saves for one training forward of ``batch`` (total, largest tensor), under the active fake mode.
 
     Storages are counted once (views of one tensor share it); the parameters' own storages are not (they are in
@@ -113,7 +116,7 @@ def _estimate(config_json: str, precision: str, shape: tuple[int, int, int]) -> 
     from hw1lib.models import build_model
     from hw1lib.tasks import build_task
 
-    config = TrainConfig(**json.loads(config_json))
+    config = TrainConfig.from_dict(json.loads(config_json))
     task = build_task(config)
     with FakeTensorMode():
         model = build_model(config.model, num_classes=config.num_classes, pretrained=False, **config.model_kwargs)

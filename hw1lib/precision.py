@@ -9,8 +9,12 @@ recipe computes in bf16 on one machine and in fp32 on another). Measured effects
 from __future__ import annotations
 
 import contextlib
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from hw1lib.config import TrainConfig
 
 #: models whose training under CPU bf16 autocast is known to crash the process, and why
 CPU_BF16_BROKEN = {
@@ -95,7 +99,7 @@ def cuda_precision(device: torch.device) -> str:
     return "fp16" if capability[0] in FP16_MAJORS else "fp32"
 
 
-def resolve_precision(config: object, device: torch.device) -> str:
+def resolve_precision(config: TrainConfig | None, device: torch.device) -> str:
     """``"bf16"``, ``"fp16"`` (autocast) or ``"fp32"``: what a run of ``config`` computes in on ``device``.
 
     One policy for training, validation and the grader's commands (which pass ``config=None``).
@@ -109,7 +113,7 @@ def resolve_precision(config: object, device: torch.device) -> str:
     return "bf16" if getattr(config, "cpu_bf16", False) and native_cpu_bf16() else "fp32"
 
 
-def check_precision(config: object, device: torch.device) -> None:
+def check_precision(config: TrainConfig, device: torch.device) -> None:
     """Refuse a setting known to crash (:data:`CPU_BF16_BROKEN`) with a clear error instead of a dead process."""
     model = getattr(config, "model", "")
     if resolve_precision(config, device) == "bf16" and device.type == "cpu" and model in CPU_BF16_BROKEN:

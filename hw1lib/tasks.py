@@ -8,6 +8,8 @@ and copies them to the device at once), ``apply_augment(x, y, params)`` applies 
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import torch
 
 from hw1lib.data.augment import (
@@ -21,6 +23,42 @@ from hw1lib.losses import SegmentationCriterion, build_loss
 from hw1lib.metrics import ConfusionMatrix
 
 
+class Task(Protocol):
+    """What the engine, the benchmarks and the memory estimate call on a problem's task; a new problem's task
+    provides these (the two below are its implementations)."""
+
+    name: str  # "classification", "segmentation": the config's ``task``
+    metric: str  # the key of the model-selection metric in ``summarize``'s result ("acc", "miou")
+
+    def augment_params(self, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """The random values of one batch of ``n``, drawn from ``generator`` on the CPU (empty without augmentation)."""
+        ...
+
+    def apply_augment(
+        self, images: torch.Tensor, targets: torch.Tensor, params: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(images, targets)`` augmented with ``params`` (:meth:`augment_params`'s, on their device)."""
+        ...
+
+    def augment(
+        self, images: torch.Tensor, targets: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw and apply one batch's augmentation at once."""
+        ...
+
+    def loss(self, outputs, targets: torch.Tensor) -> torch.Tensor:
+        """The training (and validation) loss of the model's ``outputs``, a 0-d tensor."""
+        ...
+
+    def predict(self, outputs) -> torch.Tensor:
+        """Predicted classes of the model's ``outputs`` (labels (N,) or class maps (N, H, W))."""
+        ...
+
+    def summarize(self, matrix: ConfusionMatrix) -> dict:
+        """The metrics of a confusion matrix; holds at least :attr:`metric`."""
+        ...
+
+
 def _checked_augment(augment: dict | None, valid: set[str]) -> dict:
     """The augmentation arguments of a recipe, refusing a name the task's augmentation does not take."""
     unknown = sorted(set(augment or {}) - valid)
@@ -30,7 +68,7 @@ def _checked_augment(augment: dict | None, valid: set[str]) -> dict:
 
 
 class _Task:
-    """What both tasks share: augmenting one batch from a generator, and the loss's device."""
+    """What both tasks share: augmenting one batch from a generator."""
 
     criterion: torch.nn.Module
 
@@ -38,11 +76,6 @@ class _Task:
         """Augment one batch with values drawn from ``generator`` now (the benchmark's per-batch data path)."""
         params = {k: v.to(images.device) for k, v in self.augment_params(len(images), generator).items()}
         return self.apply_augment(images, targets, params)
-
-    def to(self, device: torch.device):
-        """Move the loss (its class weights) to ``device``; returns the task."""
-        self.criterion.to(device)
-        return self
 
 
 class ClassificationTask(_Task):
@@ -56,10 +89,9 @@ class ClassificationTask(_Task):
         loss: str = "ce",
         focal_gamma: float = 2.0,
         label_smoothing: float = 0.0,
-        class_weights: list[float] | None = None,
         augment: dict | None = None,
     ) -> None:
-        self.criterion = build_loss(loss, focal_gamma, class_weights, label_smoothing)
+        self.criterion = build_loss(loss, focal_gamma, label_smoothing)
         self.augment_args = _checked_augment(augment, {"padding", "flip"})
 
     def augment_params(self, n: int, generator: torch.Generator) -> dict:
@@ -94,13 +126,10 @@ class SegmentationTask(_Task):
         loss: str = "ce",
         focal_gamma: float = 2.0,
         label_smoothing: float = 0.0,
-        class_weights: list[float] | None = None,
         aux_weight: float = 0.4,
         augment: dict | None = None,
     ) -> None:
-        self.criterion = SegmentationCriterion(
-            build_loss(loss, focal_gamma, class_weights, label_smoothing), aux_weight
-        )
+        self.criterion = SegmentationCriterion(build_loss(loss, focal_gamma, label_smoothing), aux_weight)
         self.augment_args = _checked_augment(augment, {"out_size", "scale", "dihedral", "image_mode"})
 
     def augment_params(self, n: int, generator: torch.Generator) -> dict:
@@ -137,7 +166,7 @@ class SegmentationTask(_Task):
 TASKS = {"classification": ClassificationTask, "segmentation": SegmentationTask}
 
 
-def build_task(config):
+def build_task(config) -> Task:
     """The task object of a ``TrainConfig``, given only the fields it uses; an unknown task lists the valid ones."""
     if config.task not in TASKS:
         raise ValueError(f"unknown task {config.task!r}; valid: {sorted(TASKS)}")
@@ -145,7 +174,6 @@ def build_task(config):
         "loss": config.loss,
         "focal_gamma": config.focal_gamma,
         "label_smoothing": config.label_smoothing,
-        "class_weights": config.class_weights,
         "augment": config.augment,
     }
     if config.task == "segmentation":

@@ -13,7 +13,7 @@ number of processes.
 
 from __future__ import annotations
 
-import os
+from collections.abc import Callable
 
 from torch.distributed.elastic.multiprocessing.errors import record
 
@@ -23,10 +23,6 @@ from hw1lib.data import prepare_data_root
 from hw1lib.experiments import get_experiment
 from hw1lib.runs import default_out_root
 
-#: test hook (environment variable): rank 1 exits with status 1 at the start of this epoch (2 or later), after
-#: every rank finished the epoch before; lets the tests kill a rank mid-run at a known point
-DIE_AT_EPOCH_ENV = "HW1_TEST_DIE_AT_EPOCH"
-
 
 def train_experiment(
     experiment: str,
@@ -34,11 +30,13 @@ def train_experiment(
     data: str = "",
     out_dir: str = "",
     device: str = "auto",
+    *,
     seed: int = 0,
     fast_dev_run: bool = False,
     overrides: dict | None = None,
     data_seed: int = 0,
     label: str | None = None,
+    on_epoch_end: Callable[[int, dict], None] | None = None,
 ) -> dict:
     """Train ``experiment`` (or reuse its finished run) exactly as its notebook would, on one or several processes.
 
@@ -55,6 +53,8 @@ def train_experiment(
             ``overrides``): a new run folder, named by the changed configuration.
         data_seed: the stand-in's content seed (the notebooks' ``data_seed``); ignored for real data.
         label: a short name recorded in ``params.json`` (``hw1 train --name``), not part of the run's name.
+        on_epoch_end: :func:`hw1lib.fit.fit`'s per-epoch callback, on every process (the tests' driver
+            ``tests/_die_at_epoch.py`` kills a rank with it).
 
     Returns:
         :func:`hw1lib.fit.fit`'s result (rank 0's on every rank).
@@ -87,7 +87,7 @@ def train_experiment(
             experiment,
             device=str(resolved),
             progress=distributed.is_main(),
-            on_epoch_end=_die_at_epoch_hook(),
+            on_epoch_end=on_epoch_end,
             recipe=recipe_record(experiment, profile, config, fast_dev_run, label),
         )
     except BaseException as error:
@@ -125,20 +125,3 @@ def _load(loader, data: str, profile: str, data_seed: int):
     if not distributed.is_main():
         loaded = loader(prepare_data_root(data, profile, data_seed))
     return loaded
-
-
-def _die_at_epoch_hook():
-    """The ``HW1_TEST_DIE_AT_EPOCH`` hook as an ``on_epoch_end`` callback, or None when the variable is unset."""
-    text = os.environ.get(DIE_AT_EPOCH_ENV, "").strip()
-    if not text:
-        return None
-    die_at = int(text)
-
-    def hook(epoch: int, row: dict) -> None:
-        if epoch == die_at - 1:
-            distributed.barrier()  # rank 0 has written this epoch's files: the last complete epoch is `epoch`
-            if distributed.rank() == 1:
-                distributed.log(f"{DIE_AT_EPOCH_ENV}={die_at}: exiting at the start of epoch {die_at}")
-                os._exit(1)
-
-    return hook

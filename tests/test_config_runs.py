@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from hw1lib.config import ADDED_LATER, EXPERIMENTS, PROFILES, TrainConfig, get_config
+from hw1lib.config import ADDED_LATER, EXPERIMENTS, PROFILES, REMOVED_LATER, TrainConfig, get_config, recipe_diff
 from hw1lib.engine import epoch_batches, lr_factor, steps_per_epoch
 from hw1lib.runs import (
     RunFolder,
@@ -75,6 +75,17 @@ def test_a_field_added_later_leaves_the_name_unchanged_at_its_default(monkeypatc
     config = get_config("p1_model_a", "demo")
     monkeypatch.setitem(ADDED_LATER, "seed", 0)  # pretend seed was added later with default 0
     assert "seed" not in config.to_dict() and "seed" in get_config("p1_model_a", "demo", seed=1).to_dict()
+
+
+def test_a_field_removed_later_keeps_the_names_and_is_no_override():
+    config = get_config("p1_model_a", "demo")
+    stored = config.to_dict()
+    assert {k: stored[k] for k in REMOVED_LATER} == REMOVED_LATER  # the value every earlier run hashed
+    assert TrainConfig.from_dict(stored) == config and recipe_diff("p1_model_a", "demo", stored) == {}
+    with pytest.raises(ValueError, match=r"unknown training parameters \['class_weights'\]"):
+        get_config("p1_model_a", "demo", class_weights=[1.0] * 50)
+    with pytest.raises(ValueError, match="no longer supported"):
+        TrainConfig.from_dict({**stored, "class_weights": [1.0] * 50})
 
 
 # ---- schedule and batches ------------------------------------------------------------------------

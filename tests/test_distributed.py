@@ -27,17 +27,18 @@ from hw1lib.checkpoints import load_model, read_checkpoint
 from hw1lib.cli import build_parser
 from hw1lib.config import TrainConfig
 from hw1lib.data import load_problem1, load_problem2, prepare_data_root
-from hw1lib.engine import evaluate, even_batches
+from hw1lib.engine import Data, evaluate, even_batches
 from hw1lib.fit import fit
 from hw1lib.notebook import setup
-from hw1lib.precision import resolve_precision
 from hw1lib.runs import choose_checkpoint, find_run, stage_labels
 from hw1lib.tasks import build_task
-from hw1lib.train import DIE_AT_EPOCH_ENV, train_experiment
+from hw1lib.train import train_experiment
 
 TORCHRUN = str(Path(sys.executable).parent / "torchrun")
 #: a torchrun job that does not end within this many seconds counts as hung
 JOB_LIMIT_S = 240
+#: the driver that trains with a hook killing rank 1 at a given epoch (the hook is the test's, not hw1lib's)
+DIE_AT_EPOCH = Path(__file__).with_name("_die_at_epoch.py")
 
 
 @pytest.fixture(scope="module")
@@ -56,27 +57,15 @@ def shared_cache(smoke, monkeypatch):
     return smoke
 
 
-def torchrun(smoke, experiment: str, out_dir: Path, nproc: int = 2, **env: str) -> subprocess.CompletedProcess:
+def torchrun(smoke, experiment: str, out_dir: Path, nproc: int = 2) -> subprocess.CompletedProcess:
     """``torchrun --standalone --nproc-per-node N -m hw1lib train EXPERIMENT --profile smoke ...`` on the CPU."""
-    command = [
-        TORCHRUN,
-        "--standalone",
-        "--nproc-per-node",
-        str(nproc),
-        "-m",
-        "hw1lib",
-        "train",
-        experiment,
-        "--profile",
-        "smoke",
-        "--data",
-        str(smoke.data),
-        "--out-dir",
-        str(out_dir),
-        "--device",
-        "cpu",
-    ]
-    environment = {**os.environ, "HW1_CACHE": str(smoke.cache), "OMP_NUM_THREADS": "1", **env}
+    train = ["-m", "hw1lib", "train", experiment, "--profile", "smoke", "--data", str(smoke.data)]
+    return _torchrun(smoke, nproc, [*train, "--out-dir", str(out_dir), "--device", "cpu"])
+
+
+def _torchrun(smoke, nproc: int, arguments: list[str]) -> subprocess.CompletedProcess:
+    command = [TORCHRUN, "--standalone", "--nproc-per-node", str(nproc), *arguments]
+    environment = {**os.environ, "HW1_CACHE": str(smoke.cache), "OMP_NUM_THREADS": "1"}
     return subprocess.run(command, env=environment, capture_output=True, text=True, timeout=JOB_LIMIT_S)
 
 
@@ -154,18 +143,9 @@ def test_two_processes_match_one_process_within_tolerance(p1_runs, shared_cache)
     assert two["lr"].tolist() == one["lr"].tolist()  # the same number of steps and the same schedule
 
     _, val = load_problem1(prepare_data_root(str(shared_cache.data), "smoke"))
-    config = TrainConfig(**p1_runs.two.config)
+    config = TrainConfig.from_dict(p1_runs.two.config)
     model = load_model(p1_runs.two.checkpoint(None))[0]
-    result = evaluate(
-        model,
-        build_task(config),
-        val.images,
-        val.labels,
-        config.eval_batch_size,
-        torch.device("cpu"),
-        config.num_classes,
-        precision=resolve_precision(config, torch.device("cpu")),
-    )
+    result = evaluate(model, build_task(config), Data(val.images, val.labels), config, torch.device("cpu"))
     assert result["confusion"].tolist() == p1_runs.two.metrics["best_confusion"]
 
 
@@ -200,17 +180,10 @@ def test_segmentation_on_two_processes_keeps_masks_and_matches_one_process(smoke
     _, truths, predictions = two.kept_masks([3])
     assert set(predictions[3]) == set(truths) == set(two.config["keep_mask_ids"])
     _, val = load_problem2(prepare_data_root(str(shared_cache.data), "smoke"))
-    config = TrainConfig(**two.config)
+    config = TrainConfig.from_dict(two.config)
     keep = [val.ids.index(i) for i in config.keep_mask_ids]
     again = evaluate(
-        two.load_model(3),
-        build_task(config),
-        val.images,
-        val.masks,
-        config.eval_batch_size,
-        torch.device("cpu"),
-        config.num_classes,
-        keep,
+        two.load_model(3), build_task(config), Data(val.images, val.masks), config, torch.device("cpu"), keep=keep
     )
     for index, mask_id in zip(keep, config.keep_mask_ids):
         assert np.array_equal(predictions[3][mask_id], again["kept"][index]), mask_id
@@ -223,7 +196,7 @@ def test_segmentation_on_two_processes_keeps_masks_and_matches_one_process(smoke
 def test_a_dead_rank_ends_the_job_naming_it_and_a_rerun_resumes(smoke, shared_cache):
     out_dir = smoke.base / "killed"
     started = time.monotonic()
-    job = torchrun(smoke, "p1_model_a", out_dir, **{DIE_AT_EPOCH_ENV: "2"})
+    job = _torchrun(smoke, 2, [str(DIE_AT_EPOCH), "2", "p1_model_a", str(smoke.data), str(out_dir)])
     elapsed = time.monotonic() - started
     assert job.returncode != 0 and elapsed < JOB_LIMIT_S
     assert "[rank 1]" in job.stderr and "rank      : 1 (local_rank: 1)" in job.stderr  # ours, then torchrun's

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import pandas as pd
@@ -88,6 +90,20 @@ def test_finished_run_is_reused_and_a_changed_parameter_trains_anew(tmp_path, mo
     changed = fit(config(epochs=1, lr=1e-3), train, val, tmp_path, "p1_test", device="cpu", progress=False)
     assert not changed["reused"] and changed["run_dir"] != first["run_dir"]
     assert (tmp_path / first["run_dir"].split("/")[-1] / "metrics.json").exists()  # nothing overwritten
+
+
+def test_force_trains_from_epoch_1_and_rewrites_the_runs_files(tmp_path):
+    train, val = tiny_classification(), tiny_classification(seed=1, key="v")
+    first = fit(config(epochs=2, snapshot_epochs=[]), train, val, tmp_path, "p1_test", device="cpu", progress=False)
+    folder = Path(first["run_dir"])
+    files = ["last.pt", "best.pt", "epoch_001.pt", "epoch_002.pt", "history.csv", "metrics.json", "params.json"]
+    before = {name: (folder / name).stat().st_mtime_ns for name in files}
+    forced = fit(
+        config(epochs=2, snapshot_epochs=[]), train, val, tmp_path, "p1_test", device="cpu", progress=False, force=True
+    )
+    assert forced["run_dir"] == first["run_dir"] and not forced["reused"] and forced["resumed_from_epoch"] == 0
+    assert [name for name in files if (folder / name).stat().st_mtime_ns == before[name]] == []  # all rewritten
+    assert forced["best_val_acc"] == first["best_val_acc"]  # the same training again (on the CPU, exactly)
 
 
 class Interrupt(Exception):
@@ -252,9 +268,10 @@ def test_capped_evaluation_keeps_every_mask_and_counts_what_it_evaluated():
     model = Segmenter()
     masks = torch.randint(0, 7, (10, 8, 8), dtype=torch.uint8)
     images = torch.randint(0, 256, (10, 3, 8, 8), dtype=torch.uint8)
-    task = build_task(TrainConfig(task="segmentation", model="fcn32s", num_classes=7))
-    full = engine.evaluate(model, task, images, masks, 4, torch.device("cpu"), 7, keep=[1, 6, 9])
-    capped = engine.evaluate(model, task, images, masks, 4, torch.device("cpu"), 7, keep=[1, 6, 9], max_batches=1)
+    config = TrainConfig(task="segmentation", model="fcn32s", num_classes=7, eval_batch_size=4)
+    task, data, cpu = build_task(config), engine.Data(images, masks), torch.device("cpu")
+    full = engine.evaluate(model, task, data, config, cpu, keep=[1, 6, 9])
+    capped = engine.evaluate(model, task, data, dataclasses.replace(config, max_eval_batches=1), cpu, keep=[1, 6, 9])
     assert sorted(capped["kept"]) == [1, 6, 9]
     assert all((capped["kept"][i] == full["kept"][i]).all() for i in (1, 6, 9))
     assert capped["confusion"].sum() == 6 * 8 * 8  # samples 0-3 and the kept 6 and 9

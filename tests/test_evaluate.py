@@ -155,5 +155,5 @@ def test_a_smoke_run_is_reproduced_by_evaluate_and_its_events_match_its_history(
     for column in run.history.columns.drop("epoch"):
         assert [v for _, v in logged[f"epoch/{column}"]] == pytest.approx(run.history[column].tolist(), rel=1e-6)
     train_size = len(list((tmp_path / "data" / "p1_data" / "train_50").glob("*.png")))
-    steps = steps_per_epoch(train_size, TrainConfig(**run.config))
+    steps = steps_per_epoch(train_size, TrainConfig.from_dict(run.config))
     assert [s for s, _ in logged["step/train_loss"]] == list(range(1, len(run.history) * steps + 1))

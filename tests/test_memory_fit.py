@@ -130,9 +130,10 @@ def test_accumulated_micro_batches_give_the_batchs_gradient():
         model = nn.Linear(6, 3)
         optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
-        from hw1lib.engine import train_step
+        from hw1lib.engine import Training, train_step
 
-        outputs, loss = train_step(model, ClassificationTask(), x, y, optimizer, scheduler, "fp32", None, steps)
+        training = Training(model, ClassificationTask(), optimizer, scheduler, torch.device("cpu"))
+        outputs, loss = train_step(model, training, x, y, steps)
         results.append((model.weight.detach().clone(), loss.detach(), outputs.shape))
     (w1, l1, s1), (w3, l3, s3) = results
     assert torch.allclose(w1, w3, atol=1e-6) and torch.allclose(l1, l3, atol=1e-6) and s1 == s3 == (12, 3)

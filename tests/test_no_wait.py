@@ -88,30 +88,29 @@ class HostData:
 def meta_training(config, n: int, side: int, targets: torch.Tensor):
     """Model, task, optimizer and data of ``config`` on the meta device, with one step already taken (the
     optimizer's state is created once per run, on its first step, and is not a per-step cost)."""
-    model, task, optimizer, scheduler = engine.build_training(config, META, n)
+    training = engine.build_training(config, META, n)
     images = torch.empty(n, 3, side, side, dtype=torch.uint8, device=META)
     targets = targets.to(META)
-    plan = engine.stage_epoch(task, n, config, torch.Generator().manual_seed(0), META, META)
-    optim = (optimizer, scheduler, None)
-    engine._train_batch(model, task, (images, targets, plan.indices[0], plan.augment[0]), optim, config, "fp32", META)
-    return model, task, optim, images, targets, plan
+    plan = engine.stage_epoch(training.task, n, config, torch.Generator().manual_seed(0), META, META)
+    engine._train_batch(training.model, training, (images, targets, plan.indices[0], plan.augment[0]), config)
+    return training, images, targets, plan
 
 
 @pytest.mark.parametrize("problem", ["classification", "segmentation"])
 def test_a_training_step_reads_no_host_data(problem):
     if problem == "classification":
-        config = tiny_config(class_weights=[1.0, 2.0, 1.0, 1.0, 3.0])  # class weights: the loss must be on the device
+        config = tiny_config()
         n, side, targets = 32, 32, torch.zeros(32, dtype=torch.long)
     else:
         config = dataclasses.replace(
             get_config("p2_model_b", "demo"), model="deeplabv3_lite0", model_kwargs={}, pretrained=False, batch_size=4
         )
         n, side, targets = 8, 64, torch.zeros(8, 64, 64, dtype=torch.uint8)
-    model, task, optim, images, targets, plan = meta_training(config, n, side, targets)
+    training, images, targets, plan = meta_training(config, n, side, targets)
     assert plan.augment[1] and all(v.device == META for v in plan.augment[1].values())  # staged on the device
     with HostData() as detector:
         outputs, loss, _ = engine._train_batch(
-            model, task, (images, targets, plan.indices[1], plan.augment[1]), optim, config, "fp32", META
+            training.model, training, (images, targets, plan.indices[1], plan.augment[1]), config
         )
     assert loss.device == META
     assert detector.found == []
@@ -119,11 +118,9 @@ def test_a_training_step_reads_no_host_data(problem):
 
 def test_a_training_step_with_accumulation_reads_no_host_data():
     config = tiny_config(accumulation_steps=2)
-    model, task, optim, images, targets, plan = meta_training(config, 32, 32, torch.zeros(32, dtype=torch.long))
+    training, images, targets, plan = meta_training(config, 32, 32, torch.zeros(32, dtype=torch.long))
     with HostData() as detector:
-        engine._train_batch(
-            model, task, (images, targets, plan.indices[1], plan.augment[1]), optim, config, "fp32", META
-        )
+        engine._train_batch(training.model, training, (images, targets, plan.indices[1], plan.augment[1]), config)
     assert detector.found == []
 
 
@@ -200,11 +197,13 @@ def test_validation_loss_keeps_the_aux_term_as_training_has_it():
     config = dataclasses.replace(
         get_config("p2_model_b", "smoke"), model="deeplabv3_lite0", model_kwargs={}, pretrained=False
     )
-    model, task, _, _ = engine.build_training(config, torch.device("cpu"), 4)
+    training = engine.build_training(config, torch.device("cpu"), 4)
+    model, task = training.model, training.task
     calls = []
     model.model.aux_classifier.register_forward_hook(lambda *a: calls.append(1))
     images, masks = torch.randint(0, 255, (4, 3, 32, 32), dtype=torch.uint8), torch.zeros(4, 32, 32, dtype=torch.uint8)
-    engine.evaluate(model, task, images, masks, 2, torch.device("cpu"), config.num_classes)
+    config = dataclasses.replace(config, eval_batch_size=2)
+    engine.evaluate(model, task, engine.Data(images, masks), config, torch.device("cpu"))
     assert calls == [1, 1]  # one per validation batch: the loss is defined as in training and earlier histories
 
 
@@ -212,18 +211,15 @@ def test_validation_loss_keeps_the_aux_term_as_training_has_it():
 def test_a_cuda_step_does_not_synchronise():
     device = torch.device("cuda")
     config = tiny_config()
-    model, task, optimizer, scheduler = engine.build_training(config, device, 64)
+    training = engine.build_training(config, device, 64)
     images = torch.randint(0, 255, (64, 3, 32, 32), dtype=torch.uint8, device=device)
     targets = torch.randint(0, 5, (64,), device=device)
-    plan = engine.stage_epoch(task, 64, config, torch.Generator().manual_seed(0), device, device)
-    optim = (optimizer, scheduler, None)
-    engine._train_batch(model, task, (images, targets, plan.indices[0], plan.augment[0]), optim, config, "fp32", device)
+    plan = engine.stage_epoch(training.task, 64, config, torch.Generator().manual_seed(0), device, device)
+    engine._train_batch(training.model, training, (images, targets, plan.indices[0], plan.augment[0]), config)
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
-        engine._train_batch(
-            model, task, (images, targets, plan.indices[1], plan.augment[1]), optim, config, "fp32", device
-        )
+        engine._train_batch(training.model, training, (images, targets, plan.indices[1], plan.augment[1]), config)
     finally:
         torch.cuda.set_sync_debug_mode("default")
 

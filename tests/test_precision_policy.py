@@ -71,14 +71,15 @@ def test_report_names_each_precision():
 
 def test_train_step_scales_the_fp16_loss(monkeypatch):
     torch.manual_seed(0)
-    model, task, optimizer, scheduler = engine.build_training(config(), torch.device("cpu"), 32)
-    scaler = precision.grad_scaler(torch.device("cpu"), "fp16")
+    training = engine.build_training(config(), torch.device("cpu"), 32)
+    scaler = training.scaler = precision.grad_scaler(torch.device("cpu"), "fp16")
+    training.precision, model = "fp16", training.model
     scaled = []
     real_scale = scaler.scale
     monkeypatch.setattr(scaler, "scale", lambda loss: scaled.append(loss.dtype) or real_scale(loss))
     before = [p.detach().clone() for p in model.parameters()]
     x, y = torch.rand(8, 3, 32, 32), torch.arange(8) % 5
-    outputs, loss = engine.train_step(model, task, x, y, optimizer, scheduler, "fp16", scaler)
+    outputs, loss = engine.train_step(model, training, x, y)
     assert scaled == [torch.float32] and outputs.dtype == torch.float16  # fp16 autocast, fp32 loss, scaled
     assert torch.isfinite(loss) and scaler.get_scale() == 2.0**16  # no overflow: the scale is kept
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))  # the scaler stepped
@@ -87,10 +88,11 @@ def test_train_step_scales_the_fp16_loss(monkeypatch):
 @pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)` before")  # the skipped step: as AMP does
 def test_an_overflowing_fp16_step_is_skipped_and_the_scale_halved():
     torch.manual_seed(0)
-    model, task, optimizer, scheduler = engine.build_training(config(), torch.device("cpu"), 32)
-    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**100)  # the fp16 gradients overflow to inf
+    training = engine.build_training(config(), torch.device("cpu"), 32)
+    scaler = training.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**100)  # the fp16 gradients overflow to inf
+    training.precision, model = "fp16", training.model
     before = [p.detach().clone() for p in model.parameters()]
-    engine.train_step(model, task, torch.rand(8, 3, 32, 32), torch.arange(8) % 5, optimizer, scheduler, "fp16", scaler)
+    engine.train_step(model, training, torch.rand(8, 3, 32, 32), torch.arange(8) % 5)
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
     assert scaler.get_scale() == 2.0**99
 
@@ -99,7 +101,7 @@ def test_fp16_resume_restores_the_scaler_and_is_exact(tmp_path, monkeypatch):
     # force the sm_75 policy on the CPU: fp16 autocast and an enabled GradScaler, through fit
     for module in (engine, fit_module):
         monkeypatch.setattr(module, "resolve_precision", lambda config, device: "fp16")
-    monkeypatch.setattr(fit_module, "grad_scaler", lambda device, name: torch.amp.GradScaler("cpu", init_scale=256.0))
+    monkeypatch.setattr(engine, "grad_scaler", lambda device, name: torch.amp.GradScaler("cpu", init_scale=256.0))
     train, val = tiny_classification(), tiny_classification(seed=1, key="v")
     reference = fit(config(), train, val, tmp_path / "a", "p1_test", device="cpu", progress=False)
 
@@ -117,9 +119,9 @@ def test_fp16_resume_restores_the_scaler_and_is_exact(tmp_path, monkeypatch):
     restored = []
     real_restore = fit_module._restore
 
-    def spy(checkpoint, folder, model, optimizer, scheduler, scaler):
-        result = real_restore(checkpoint, folder, model, optimizer, scheduler, scaler)
-        restored.append(scaler.state_dict())
+    def spy(checkpoint, folder, training):
+        result = real_restore(checkpoint, folder, training)
+        restored.append(training.scaler.state_dict())
         return result
 
     monkeypatch.setattr(fit_module, "_restore", spy)

@@ -14,16 +14,15 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from hw1lib.config import TrainConfig
 from hw1lib.data.classification import list_pngs, parse_label
 from hw1lib.data.palette import decode_mask
 from hw1lib.data.segmentation import scan_pairs
-from hw1lib.engine import train_step
+from hw1lib.engine import Training, train_step
 from hw1lib.metrics import ConfusionMatrix
-from hw1lib.precision import memory_format, resolve_precision
+from hw1lib.precision import memory_format
 
 #: the conventional pipeline's DataLoader workers (what a typical homework solution uses)
 CONVENTIONAL_WORKERS = 2
@@ -119,22 +118,16 @@ def conventional_loader(config: TrainConfig, folder: Path, device: torch.device)
 
 
 def conventional_pass(
-    model: nn.Module,
-    task,
-    loader: DataLoader,
-    optimizer,
-    scheduler,
-    config: TrainConfig,
-    device: torch.device,
-    max_batches: int | None = None,
+    training: Training, loader: DataLoader, config: TrainConfig, max_batches: int | None = None
 ) -> int:
-    """One (possibly bounded) training epoch over a DataLoader: the engine's step with another data source.
+    """One (possibly bounded) training epoch of ``training``'s model over a DataLoader: the engine's step with
+    another data source.
 
     Returns:
         the number of images trained on.
     """
+    model, task, device = training.model, training.task, training.device
     model.train()
-    precision = resolve_precision(config, device)
     matrix = ConfusionMatrix(config.num_classes, device)
     seen = 0
     for step, (x, y) in enumerate(loader):
@@ -142,7 +135,7 @@ def conventional_pass(
             break
         x = x.to(device, non_blocking=True).contiguous(memory_format=memory_format(config.channels_last))  # as to_input
         y = y.to(device, non_blocking=True)
-        outputs, loss = train_step(model, task, x, y, optimizer, scheduler, precision)
+        outputs, loss = train_step(model, training, x, y)
         matrix.update(task.predict(outputs).detach(), y)
         value = loss.item()  # a typical loop reads the loss every step (running_loss += loss.item())
         if not math.isfinite(value):

@@ -29,7 +29,7 @@ from benchmarks.bench.timing import load_average, sync, time_interleaved
 from hw1lib.config import TrainConfig, get_config
 from hw1lib.data.classification import list_pngs, load_classification_folder
 from hw1lib.data.segmentation import load_segmentation_folder, scan_pairs
-from hw1lib.engine import build_training, epoch_batches, train_one_epoch
+from hw1lib.engine import Data, Training, build_training, epoch_batches, train_one_epoch
 from hw1lib.precision import resolve_precision, to_input
 
 
@@ -94,26 +94,15 @@ def images_per_pass(n: int, batch_size: int, max_batches: int | None, drops_sing
     return n if max_batches is None else min(n, max_batches * batch_size)
 
 
-def _project_passes(
-    model,
-    task,
-    optimizer,
-    scheduler,
-    config: TrainConfig,
-    folder: Path,
-    device: torch.device,
-    plan: Plan,
-    max_batches: int | None,
-):
+def _project_passes(training: Training, config: TrainConfig, folder: Path, plan: Plan, max_batches: int | None):
     """(warm-up, training pass, data-only pass, images per pass, one-off costs) of the project's data path."""
+    task, device = training.task, training.device
     images, targets, one_off = _load_project_data(config, folder, device)
     epochs = iter(range(1, 1_000_000))
 
     def train_pass(batches: int | None = max_batches) -> None:
         bounded = dataclasses.replace(config, max_train_batches=batches)
-        train_one_epoch(
-            model, task, images, targets, optimizer, scheduler, bounded, next(epochs), device, progress=False
-        )
+        train_one_epoch(training.model, training, Data(images, targets), bounded, next(epochs), progress=False)
 
     def data_pass() -> None:
         _data_only_project(task, images, targets, config, device, max_batches)
@@ -122,25 +111,15 @@ def _project_passes(
     return lambda: train_pass(plan.warmup_steps), train_pass, data_pass, per_pass, one_off
 
 
-def _conventional_passes(
-    model,
-    task,
-    optimizer,
-    scheduler,
-    config: TrainConfig,
-    folder: Path,
-    device: torch.device,
-    plan: Plan,
-    max_batches: int | None,
-):
+def _conventional_passes(training: Training, config: TrainConfig, folder: Path, plan: Plan, max_batches: int | None):
     """(warm-up, training pass, data-only pass, images per pass, one-off costs) of the conventional data path."""
-    loader = conventional_loader(config, folder, device)
+    loader = conventional_loader(config, folder, training.device)
 
     def train_pass(batches: int | None = max_batches) -> None:
-        conventional_pass(model, task, loader, optimizer, scheduler, config, device, batches)
+        conventional_pass(training, loader, config, batches)
 
     def data_pass() -> None:
-        data_only_conventional(loader, device, max_batches)
+        data_only_conventional(loader, training.device, max_batches)
 
     per_pass = images_per_pass(len(loader.dataset), config.batch_size, max_batches, drops_single=False)
     return lambda: train_pass(plan.warmup_steps), train_pass, data_pass, per_pass, {}
@@ -174,10 +153,8 @@ def _setup_pipeline(
     if setting.compile:
         raise ValueError(f"lever {lever.name!r}: the data-path comparison runs eager models only")
     config = dataclasses.replace(config, cpu_bf16=setting.cpu_bf16, channels_last=setting.channels_last)
-    model, task, optimizer, scheduler = build_training(config, device, _folder_size(config, folder))
-    warm, train_pass, data_pass, per_pass, one_off = PIPELINES[pipeline](
-        model, task, optimizer, scheduler, config, folder, device, plan, max_batches
-    )
+    training = build_training(config, device, _folder_size(config, folder))
+    warm, train_pass, data_pass, per_pass, one_off = PIPELINES[pipeline](training, config, folder, plan, max_batches)
     row = {
         "experiment": experiment,
         "pipeline": pipeline,

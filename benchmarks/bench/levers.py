@@ -20,19 +20,19 @@ from benchmarks.bench.memory import peak_memory
 from benchmarks.bench.plan import ENGINE, ModelCase, Plan, Setting, synthetic_data
 from benchmarks.bench.timing import load_average, time_calls, time_interleaved
 from hw1lib.config import TrainConfig
-from hw1lib.engine import build_training, evaluate, train_one_epoch
+from hw1lib.engine import Data, Training, build_training, evaluate, train_one_epoch
 from hw1lib.precision import resolve_precision
 
 
-def _train_calls(model, task, config: TrainConfig, data, optimizer, scheduler, device, plan: Plan) -> list[float]:
+def _train_calls(training: Training, config: TrainConfig, data: Data, plan: Plan) -> list[float]:
     """Seconds per timed call of ``train_one_epoch`` over ``plan.steps_per_call`` batches."""
     config = dataclasses.replace(config, max_train_batches=plan.steps_per_call)
     epochs = iter(range(1, 1_000_000))
 
     def call() -> None:
-        train_one_epoch(model, task, *data, optimizer, scheduler, config, next(epochs), device, progress=False)
+        train_one_epoch(training.model, training, data, config, next(epochs), progress=False)
 
-    return time_calls(call, device, plan.warmup_steps, plan.timed_steps)
+    return time_calls(call, training.device, plan.warmup_steps, plan.timed_steps)
 
 
 def measure_model(case: ModelCase, device: torch.device, plan: Plan, peak: float | None = None) -> dict:
@@ -43,20 +43,15 @@ def measure_model(case: ModelCase, device: torch.device, plan: Plan, peak: float
     config, side = case.config, case.image_side
     precision = resolve_precision(config, device)
     n = max(config.batch_size, config.eval_batch_size) * plan.steps_per_call
-    data = synthetic_data(config, side, n, device)
+    data = Data(*synthetic_data(config, side, n, device))
     with peak_memory(device) as memory:
-        model, task, optimizer, scheduler = build_training(config, device, n)
-        train = _train_calls(model, task, config, data, optimizer, scheduler, device, plan)
+        training = build_training(config, device, n)
+        train = _train_calls(training, config, data, plan)
+    model, task = training.model, training.task
     n_eval = config.eval_batch_size * plan.steps_per_call
-    eval_data = (data[0][:n_eval], data[1][:n_eval])
-    infer = time_calls(
-        lambda: evaluate(
-            model, task, *eval_data, config.eval_batch_size, device, config.num_classes, precision=precision
-        ),
-        device,
-        1,
-        plan.timed_steps,
-    )
+    eval_data = Data(data.images[:n_eval], data.targets[:n_eval])
+    whole = dataclasses.replace(config, max_eval_batches=None)
+    infer = time_calls(lambda: evaluate(model, task, eval_data, whole, device), device, 1, plan.timed_steps)
     flops_train, flops_infer = count_flops(model, task, data[0][:2], data[1][:2], device, precision)
     train_ips = config.batch_size * plan.steps_per_call / statistics.median(train)
     infer_ips = n_eval / statistics.median(infer)
@@ -97,12 +92,12 @@ def _lever_call(case: ModelCase, lever: Setting, device: torch.device, plan: Pla
     """
     setting = lever.resolve(case.config)
     config = dataclasses.replace(case.config, cpu_bf16=setting.cpu_bf16, channels_last=setting.channels_last)
-    data = synthetic_data(config, case.image_side, config.batch_size * plan.steps_per_call, device)
-    model, task, optimizer, scheduler = build_training(config, device, len(data[0]))
-    precision = resolve_precision(config, device)
+    data = Data(*synthetic_data(config, case.image_side, config.batch_size * plan.steps_per_call, device))
+    training = build_training(config, device, len(data.images))
+    model, precision = training.model, training.precision
     info = {
         "eager": model,
-        "task": task,
+        "task": training.task,
         "data": data,
         "precision": precision,
         "compile_seconds": None,
@@ -113,7 +108,7 @@ def _lever_call(case: ModelCase, lever: Setting, device: torch.device, plan: Pla
     net = torch.compile(model) if setting.compile else model
 
     def call() -> None:
-        train_one_epoch(net, task, *data, optimizer, scheduler, bounded, next(epochs), device, progress=False)
+        train_one_epoch(net, training, data, bounded, next(epochs), progress=False)
 
     if net is not model:
         tic = time.perf_counter()

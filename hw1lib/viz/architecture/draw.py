@@ -45,6 +45,7 @@ def _box_lines(i: int, box: dict) -> tuple[str, str]:
 def plot_architecture(
     model: nn.Module,
     input_size: Sequence[int] = (1, 3, 32, 32),
+    *,
     depth: int | None = None,
     title: str | None = None,
     modules: Sequence[str] | None = None,
