@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from hw1lib.io import save_json, save_torch
+from hw1lib.files import save_json, save_torch
 from hw1lib.models import build_model
 
 

@@ -48,8 +48,8 @@ from benchmarks.bench.run import environment
 from benchmarks.bench.tables import markdown_table
 from benchmarks.bench.timing import log
 from hw1lib.config import EXPERIMENTS, get_config
+from hw1lib.files import save_json, write_text
 from hw1lib.fit import cudnn_benchmark
-from hw1lib.io import save_json, write_text
 from hw1lib.paths import REPO_ROOT
 from hw1lib.precision import resolve_device, resolve_precision
 

@@ -22,7 +22,7 @@ from jupyter_client.manager import AsyncKernelManager
 from hw1lib import progress
 from hw1lib.config import PROFILES
 from hw1lib.experiments import notebook_experiment, training_notebooks
-from hw1lib.io import save_json, write_text
+from hw1lib.files import save_json, write_text
 from hw1lib.paths import REPO_ROOT
 from hw1lib.runs import profile_folder
 

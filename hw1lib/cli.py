@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from hw1lib.experiments import experiment_names
-from hw1lib.io import TMP_MARK
+from hw1lib.files import TMP_MARK
 
 
 def _standin(args: argparse.Namespace) -> None:
@@ -37,8 +37,8 @@ def _standin(args: argparse.Namespace) -> None:
 
 
 def _classify(args: argparse.Namespace) -> None:
+    from hw1lib.files import write_target
     from hw1lib.grading import classify_folder
-    from hw1lib.io import write_target
 
     through = write_target(args.output_csv) == "through"  # /dev/stdout, a FIFO: the CSV alone goes there
     rows = classify_folder(args.image_dir, args.output_csv, args.checkpoint, args.device, run=args.run_folder)

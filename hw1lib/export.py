@@ -20,7 +20,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from hw1lib.io import umask, write_text
+from hw1lib.files import umask, write_text
 
 #: Names looked up on PATH, best first: the headless shell is the smallest and made for printing.
 BROWSER_NAMES = (

@@ -31,8 +31,8 @@ import torch
 from hw1lib import distributed, engine
 from hw1lib.checkpoints import load_state_dict_checked, model_meta
 from hw1lib.config import TrainConfig
+from hw1lib.environment import environment_info
 from hw1lib.interrupts import TrainingInterrupted, interrupted, sigterm_raises
-from hw1lib.io import environment_info
 from hw1lib.locks import run_lock
 from hw1lib.memory import MemoryPlan, plan_for_device
 from hw1lib.precision import check_precision, resolve_device, resolve_precision

@@ -40,7 +40,7 @@ import torch
 
 from hw1lib.checkpoints import CheckpointError, read_checkpoint
 from hw1lib.config import MACHINE_FIELDS
-from hw1lib.io import atomic_write, remove_stale_temps, save_json, save_npz, save_torch
+from hw1lib.files import atomic_write, remove_stale_temps, save_json, save_npz, save_torch
 from hw1lib.paths import runs_dir
 
 PARAMS, HISTORY, METRICS, LAST, BEST = "params.json", "history.csv", "metrics.json", "last.pt", "best.pt"

@@ -25,7 +25,7 @@ from hw1lib.cli import main
 from hw1lib.config import TrainConfig
 from hw1lib.data import find_data_root, load_classification_folder, load_segmentation_folder
 from hw1lib.data.palette import encode_mask
-from hw1lib.io import save_torch
+from hw1lib.files import save_torch
 from hw1lib.models import build_model
 from hw1lib.paths import REPO_ROOT
 
@@ -355,7 +355,7 @@ _TRAIN = textwrap.dedent("""
     import hw1lib.runs as runs
     from hw1lib.config import TrainConfig
     from hw1lib.fit import fit
-    from hw1lib.io import atomic_write
+    from hw1lib.files import atomic_write
 
     out, mode = sys.argv[1], sys.argv[2]
     if mode == "hang":  # epoch 2's last.pt write stops half-way: the parent kills the process right there

@@ -33,10 +33,10 @@ from hw1lib.config import TrainConfig
 from hw1lib.data import load_classification_folder, load_segmentation_folder, prepare_data_root
 from hw1lib.data.cache import cached_arrays
 from hw1lib.data.palette import encode_mask
+from hw1lib.files import atomic_write, save_torch
 from hw1lib.fit import fit
 from hw1lib.grading import STAGING, _starts, predict_mask
 from hw1lib.interrupts import TrainingInterrupted
-from hw1lib.io import atomic_write, save_torch
 from hw1lib.locks import RunBusyError, run_lock
 from hw1lib.models import build_model
 from hw1lib.paths import REPO_ROOT

@@ -14,8 +14,8 @@ from hw1lib.checkpoints import model_meta
 from hw1lib.cli import main
 from hw1lib.config import TrainConfig
 from hw1lib.data.palette import PALETTE, decode_mask, encode_mask
+from hw1lib.files import save_torch
 from hw1lib.fit import fit
-from hw1lib.io import save_torch
 from hw1lib.models import build_model
 
 

@@ -20,7 +20,7 @@ from PIL import Image
 from hw1lib.checkpoints import model_meta
 from hw1lib.cli import main
 from hw1lib.config import TrainConfig, get_config
-from hw1lib.io import save_torch
+from hw1lib.files import save_torch
 from hw1lib.models import build_model
 from hw1lib.paths import REPO_ROOT
 from hw1lib.runs import RunFolder, checkpoint_choice, choose_checkpoint, profile_folder

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from hw1lib.cli import main
-from hw1lib.io import save_torch
+from hw1lib.files import save_torch
 from hw1lib.runs import RunFolder
 from hw1lib.runs_table import compare_runs, format_overrides, runs_table
 from tests.test_grader_choice import fake_run, weights  # noqa: F401 (weights is a fixture)

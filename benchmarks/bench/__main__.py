@@ -17,7 +17,7 @@ from benchmarks.bench.plan import make_plan
 from benchmarks.bench.run import run_benchmark
 from benchmarks.bench.tables import format_markdown, format_tables
 from benchmarks.bench.timing import log
-from hw1lib.io import save_json, write_text
+from hw1lib.files import save_json, write_text
 from hw1lib.precision import resolve_device
 
 

@@ -19,12 +19,12 @@ from benchmarks.bench.levers import measure_levers, measure_model
 from benchmarks.bench.plan import Plan, model_cases
 from benchmarks.bench.timing import log, matmul_peak
 from hw1lib.config import get_config
-from hw1lib.io import environment_info, git_commit
+from hw1lib.environment import environment_info, git_commit
 from hw1lib.paths import data_dir, standin_dir
 
 
 def environment(device: torch.device, command: str) -> dict:
-    """Where and when the figures were measured: :func:`hw1lib.io.environment_info` (device, cores, versions)
+    """Where and when the figures were measured: :func:`hw1lib.environment.environment_info` (device, cores, versions)
     plus the date, commit, command, niceness and load average at the start."""
     return {
         **environment_info(device),

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hw1lib.io import umask
+from hw1lib.files import umask
 
 CACHE_VERSION = 2  # 2: keyed by content (1 was names, sizes and modification times)
 

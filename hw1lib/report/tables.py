@@ -16,9 +16,9 @@ import pandas as pd
 from hw1lib.config import format_overrides, get_config, has_recipe, recipe_diff, without_seed
 from hw1lib.data import data_source
 from hw1lib.data.palette import CLASS_NAMES, SCORED_CLASSES
+from hw1lib.environment import git_commit
 from hw1lib.experiments import experiment_names, get_experiment, notebook_experiment
 from hw1lib.experiments import label as experiment_label
-from hw1lib.io import git_commit
 from hw1lib.runs import Run, count_parameters, find_run
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import matplotlib as mpl
 from matplotlib.figure import Figure
 
-from hw1lib.io import atomic_write
+from hw1lib.files import atomic_write
 from hw1lib.paths import figures_dir
 
 #: Text sizes that stay legible once a figure is shrunk to A4 text width.
@@ -57,7 +57,7 @@ def save_figure(fig: Figure, name: str, folder: Path | None = None, dpi: int = 1
         folder: where to write; ``figures_dir()`` (``figures/`` or ``$HW1_FIGURES``) by default.
         dpi: resolution; 150 is sharp on paper and keeps files small.
 
-    The PNG is written through :func:`hw1lib.io.atomic_write` (a temporary file, fsync, rename, the
+    The PNG is written through :func:`hw1lib.files.atomic_write` (a temporary file, fsync, rename, the
     umask's mode), so a reader (the report build) never sees a half-written figure.
     """
     if not name or "/" in name or os.sep in name:

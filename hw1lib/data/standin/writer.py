@@ -20,7 +20,7 @@ from hw1lib.data.classification import NUM_CLASSES as P1_CLASSES
 from hw1lib.data.palette import encode_mask
 from hw1lib.data.standin.p1 import render_p1_image
 from hw1lib.data.standin.p2 import render_p2_pair
-from hw1lib.io import umask
+from hw1lib.files import umask
 
 #: bump when the generated content changes, so an old stand-in is not silently reused
 GENERATOR_VERSION = 2

@@ -1,4 +1,4 @@
-"""Writing files safely, and the facts recorded beside every result (commit, environment).
+"""Writing files safely: atomic replacement, write-through to devices and FIFOs, output-path checks.
 
 Every file the project writes goes through :func:`atomic_write`: the content goes to a temporary name in
 the target's folder, is flushed to disk (``fsync``), given the mode a plain ``open`` would give it (the
@@ -17,18 +17,14 @@ import errno
 import io
 import json
 import os
-import platform
 import re
 import stat
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-
-from hw1lib.paths import REPO_ROOT
 
 #: part of every temporary file name written here: ``.<name>.tmp<pid>``
 TMP_MARK = ".tmp"
@@ -273,57 +269,3 @@ def remove_stale_temps(folder: str | Path) -> list[Path]:
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
     return removed
-
-
-def git_commit() -> str:
-    """The repository's commit (``+changes`` when tracked files differ from it), or ``unknown``."""
-
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10).stdout
-
-    try:
-        head = git("rev-parse", "--short=12", "HEAD").strip()
-        dirty = bool(git("status", "--porcelain", "--untracked-files=no").strip())
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return (head + (" +changes" if dirty else "")) if head else "unknown"
-
-
-def cpu_name() -> str:
-    """The CPU's model name from ``/proc/cpuinfo`` (Linux), else what ``platform`` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def environment_info(device: object) -> dict:
-    """Device and library versions, recorded with every run and every benchmark.
-
-    Args:
-        device: a ``torch.device`` (or its string).
-    """
-    import torch
-
-    import hw1lib
-
-    device = torch.device(device)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    info = {
-        "device": str(device),
-        "torch": torch.__version__,
-        "hw1lib": hw1lib.__version__,
-        "python": platform.python_version(),
-        "host_cpus": os.cpu_count(),
-        "cpu_cores": cores,
-        "torch_threads": torch.get_num_threads(),
-    }
-    if device.type == "cuda":
-        info["device_name"] = torch.cuda.get_device_name(device)
-        info["cuda"] = torch.version.cuda
-    else:
-        info["device_name"] = cpu_name()
-    return info
