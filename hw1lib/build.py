@@ -113,7 +113,7 @@ def build_report(
         out_dir: where the report goes (default ``report/<profile>``, ``report/<profile>-fastdev``).
         device: ``auto``, ``cpu`` or ``cuda``.
         seed: the notebooks' seed.
-        fast_dev_run: cap every training (2 epochs of 2 batches, 2 validation batches) to prove the whole
+        fast_dev_run: cap every training (2 epochs of 2 batches, 1 validation batch) to prove the whole
             path quickly; the report says its numbers mean nothing.
 
     Returns:
@@ -126,7 +126,7 @@ def build_report(
         raise ValueError(f"unknown profile {profile!r}; valid: {list(PROFILES)}")
 
     out = Path(out_dir) if out_dir else REPO_ROOT / "report" / profile_folder(profile, fast_dev_run)
-    prepare_data_root(data, profile, seed)  # a bad data path fails here, before any training or folder
+    prepare_data_root(data, profile, seed, fast_dev_run=fast_dev_run)  # a bad data path fails here, first
     executed = out / "notebooks"
     executed.mkdir(parents=True, exist_ok=True)
     parameters = {

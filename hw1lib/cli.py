@@ -157,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", default="", help="folder of run folders (default: the notebooks', runs/<profile>)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda (cuda:LOCAL_RANK under torchrun) or cuda:N")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--fast-dev-run", action="store_true", help="2 epochs of 2 batches, 2 validation batches")
+    p.add_argument("--fast-dev-run", action="store_true", help="2 epochs of 2 batches, 1 validation batch")
     p.set_defaults(run=_train)
 
     p = commands.add_parser("report", help="run notebooks 01-06 and export the report as HTML and PDF")
@@ -168,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--fast-dev-run",
         action="store_true",
-        help="every training capped at 2 epochs of 2 batches, 2 validation batches, at the profile's real "
+        help="every training capped at 2 epochs of 2 batches, 1 validation batch, at the profile's real "
         "sizes: proves the whole path in minutes; its numbers mean nothing (runs/<profile>-fastdev)",
     )
     p.set_defaults(run=_report)

@@ -115,7 +115,7 @@ def setup(
     """
     if problem not in _LOADERS:
         raise ValueError(f"unknown problem {problem!r}; valid: {sorted(_LOADERS)}")
-    root = prepare_data_root(data_root, profile, seed)
+    root = prepare_data_root(data_root, profile, seed, fast_dev_run=fast_dev_run)
     train, val = _LOADERS[problem](root)
     return Session(
         root=root,

@@ -66,7 +66,7 @@ def train_experiment(
     try:
         resolved = distributed.setup(device)
         distributed.check_batch_size(config.batch_size)  # before loading anything
-        train, val = _load(experiment[:2], data, profile, seed)
+        train, val = _load(experiment[:2], data, profile, seed, fast_dev_run)
         out_root = default_out_root(out_dir, profile, fast_dev_run)
         if distributed.is_main():
             group = distributed.backend() or "no process group"
@@ -108,14 +108,14 @@ def summary(result: dict) -> str:
     )
 
 
-def _load(problem: str, data: str, profile: str, seed: int):
+def _load(problem: str, data: str, profile: str, seed: int, fast_dev_run: bool = False):
     """The problem's data, rank 0 first: it generates a missing stand-in and fills the decode cache, which the
     other ranks then read (each rank holds the whole data set on its device)."""
     if distributed.is_main():
-        loaded = _LOADERS[problem](prepare_data_root(data, profile, seed))
+        loaded = _LOADERS[problem](prepare_data_root(data, profile, seed, fast_dev_run=fast_dev_run))
     distributed.barrier()
     if not distributed.is_main():
-        loaded = _LOADERS[problem](prepare_data_root(data, profile, seed))
+        loaded = _LOADERS[problem](prepare_data_root(data, profile, seed, fast_dev_run=fast_dev_run))
     return loaded
 
 

@@ -29,20 +29,25 @@ __all__ = [
 ]
 
 
-def prepare_data_root(data_root: str | Path = "", profile: str = "demo", seed: int = 0) -> DataRoot:
+def prepare_data_root(
+    data_root: str | Path = "", profile: str = "demo", seed: int = 0, *, fast_dev_run: bool = False
+) -> DataRoot:
     """Resolve the user's data root, or generate (once) the stand-in of the profile's size when it is empty.
 
     Args:
         data_root: a real data folder (any of the layouts :func:`find_data_root` accepts), or ``""``.
         profile: ``smoke``/``demo``/``full``: the stand-in size when ``data_root`` is empty.
         seed: the stand-in's seed.
+        fast_dev_run: generate the profile's fast dev stand-in (``full-fastdev``: only the images a fast dev
+            run reads, at the profile's sizes) where it has one; a real ``data_root`` is used whole.
     """
     if str(data_root).strip():
         return find_data_root(data_root)
-    from hw1lib.data.standin import generate_standin  # only needed when no real data is given
+    from hw1lib.data.standin import generate_standin, standin_size  # only needed when no real data is given
 
-    out = standin_dir(profile)
-    generate_standin(out, size=profile, seed=seed)
+    size = standin_size(profile, fast_dev_run)
+    out = standin_dir(size)
+    generate_standin(out, size=size, seed=seed)
     return find_data_root(out)
 
 
