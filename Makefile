@@ -27,7 +27,7 @@ test: lint
 	$(PY) -m pytest
 
 # the `full` profile's fast dev run end to end (every notebook at full's real sizes on its fast dev stand-in;
-# about 13 minutes on 2 cores from cold): what CI runs after `make test`
+# about 15 minutes on 2 idle cores from cold, 20 GB of memory): what CI runs after `make test`
 .PHONY: test-full
 test-full: $(VENV)/.installed
 	bash scripts/install_pdf_tools.sh

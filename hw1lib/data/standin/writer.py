@@ -57,10 +57,10 @@ STANDIN_SIZES: dict[str, StandinSize] = {
     "demo": StandinSize(40, 10, 96, (*range(28), 62, 104, 150, 256), 128),
     "full": StandinSize(450, 50, 2000, tuple(range(257)), 512),  # the real archive's counts and size
     # what a fast dev run of `full` reads (config.FAST_DEV_RUN: 2 batches, 1 validation batch), at full's sizes:
-    # P1 2 batches of 250 (model A) and the whole validation set (t-SNE and PCA read all of it); P2 2 batches of
-    # 8, the validation batch of 16 (0000-0015), the kept masks 0062 and 0104, and 0256 (the archive's last id);
-    # generating and decoding the other 22,000 + 2,200 files of `full` proved nothing about sizes
-    "full-fastdev": StandinSize(10, 50, 16, (*range(16), 62, 104, 256), 512),
+    # P1 2 batches of 250 (model A) and 21 validation images per class (model A's one batch of 1024); P2 2 batches
+    # of 8 and one validation batch of 16 that holds the kept masks 0013, 0062 and 0104 (0000-0013, 0062, 0104),
+    # then 0256 (the archive's last id, not evaluated); the other 22,000 + 3,700 files of `full` proved nothing
+    "full-fastdev": StandinSize(10, 21, 16, (*range(14), 62, 104, 256), 512),
 }
 
 #: the stand-in size a fast dev run of a profile uses, where it is smaller than the profile's own
