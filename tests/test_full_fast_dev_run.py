@@ -156,13 +156,14 @@ def _memory_gib() -> float:
 
 def _kept_folder(request, tmp_path_factory) -> Path:
     """A folder kept between sessions (pytest's cache), or a temporary one where the cache is disabled; the
-    folders of older generator versions (a stand-in and its decoded arrays: gigabytes) are removed."""
-    name = f"hw1-full-standin-v{GENERATOR_VERSION}"
+    folders of other sizes and older generator versions (a stand-in and its decoded arrays: up to gigabytes, such
+    as the full-size stand-in this test used before) are removed."""
+    name = f"hw1-{standin_size('full', fast_dev_run=True)}-standin-v{GENERATOR_VERSION}"
     cache = getattr(request.config, "cache", None)
     if cache is None:
         return tmp_path_factory.mktemp(name)
     folder = cache.mkdir(name)
-    for stale in folder.parent.glob("hw1-full-standin-v*"):
+    for stale in folder.parent.glob("hw1-full*-standin-v*"):
         if stale != folder:
             shutil.rmtree(stale, ignore_errors=True)
     return folder
