@@ -59,7 +59,7 @@ STANDIN_SIZES: dict[str, StandinSize] = {
     # what a fast dev run of `full` reads (config.FAST_DEV_RUN: 2 batches, 1 validation batch), at full's sizes:
     # P1 2 batches of 250 (model A) and 21 validation images per class (model A's one batch of 1024); P2 2 batches
     # of 8 and one validation batch of 16 that holds the kept masks 0013, 0062 and 0104 (0000-0013, 0062, 0104),
-    # then 0256 (the archive's last id, not evaluated); the other 22,000 + 3,700 files of `full` proved nothing
+    # then 0256 (the archive's last id, not evaluated); `full`'s other 23,450 images and 2,224 pairs proved nothing
     "full-fastdev": StandinSize(10, 21, 16, (*range(14), 62, 104, 256), 512),
 }
 
