@@ -135,7 +135,7 @@ def build_report(
         overrides: per experiment, recipe fields to change (``{"p1_model_a": {"lr": 1e-3}}``): each notebook gets
             its experiment's, the report the whole dict, so it reads the runs they trained.
         data_seed: the stand-in's content seed (ignored for real data).
-        fast_dev_run: cap every training (2 epochs of 2 batches, 2 validation batches) to prove the whole
+        fast_dev_run: cap every training (2 epochs of 2 batches, 1 validation batch) to prove the whole
             path quickly; the report says its numbers mean nothing.
 
     Returns:
@@ -152,7 +152,7 @@ def build_report(
     overrides = dict(overrides or {})
     for experiment, changes in overrides.items():  # a typo fails here, before any notebook runs
         get_config(experiment, profile, fast_dev_run=fast_dev_run, **changes)
-    prepare_data_root(data, profile, data_seed)  # a bad data path fails here, before any training or folder
+    prepare_data_root(data, profile, data_seed, fast_dev_run=fast_dev_run)  # a bad data path fails here, first
     executed = out / "notebooks"
     executed.mkdir(parents=True, exist_ok=True)
     parameters = {

@@ -252,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-seed", type=int, default=0, help="content seed of the generated stand-in (0: the profile's own)"
     )
     p.add_argument("--name", default=None, help="a short label recorded with the run (not part of its name)")
-    p.add_argument("--fast-dev-run", action="store_true", help="2 epochs of 2 batches, 2 validation batches")
+    p.add_argument("--fast-dev-run", action="store_true", help="2 epochs of 2 batches, 1 validation batch")
     p.set_defaults(run=_train)
 
     p = commands.add_parser("report", help="run notebooks 01-06 and export the report as HTML and PDF")
@@ -263,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--fast-dev-run",
         action="store_true",
-        help="every training capped at 2 epochs of 2 batches, 2 validation batches, at the profile's real "
+        help="every training capped at 2 epochs of 2 batches, 1 validation batch, at the profile's real "
         "sizes: proves the whole path in minutes; its numbers mean nothing (runs/<profile>-fastdev)",
     )
     p.set_defaults(run=_report)

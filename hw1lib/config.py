@@ -102,8 +102,10 @@ REMOVED_LATER: dict[str, object] = {"class_weights": None}
 MACHINE_FIELDS: tuple[str, ...] = ("accumulation_steps",)
 
 #: what a fast dev run caps (the idea of Lightning's ``fast_dev_run``): every training at the profile's real
-#: sizes (batch and input sizes, pretrained weights, kept masks), but only this many epochs and batches
-FAST_DEV_RUN = {"epochs": 2, "max_train_batches": 2, "max_eval_batches": 2}
+#: sizes (batch and input sizes, pretrained weights, kept masks), but only this many epochs and batches. One
+#: validation batch at the real evaluation batch size (plus one of the kept masks it misses) proves what a second
+#: would; at 512 px on a CPU each was as costly as the training steps of its epoch (benchmarks/RESULTS.md)
+FAST_DEV_RUN = {"epochs": 2, "max_train_batches": 2, "max_eval_batches": 1}
 
 
 PROFILES = ("smoke", "demo", "full")

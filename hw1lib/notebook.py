@@ -197,7 +197,7 @@ def setup(
     check_profile_and_seed(profile, seed)  # `-p seed abc` / `-p profile nonsense`: one line, before anything else
     overrides = without_seed(overrides)
     get_config(experiment, profile, fast_dev_run=fast_dev_run, **overrides)  # a typo fails before the data
-    root = prepare_data_root(data_root, profile, data_seed)
+    root = prepare_data_root(data_root, profile, data_seed, fast_dev_run=fast_dev_run)
     train, val = spec.loader(root)
     return Session(
         experiment=experiment,

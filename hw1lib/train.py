@@ -71,7 +71,7 @@ def train_experiment(
     try:
         resolved = distributed.setup(device)
         distributed.check_batch_size(config.batch_size)  # before loading anything
-        train, val = _load(spec.loader, data, profile, data_seed)
+        train, val = _load(spec.loader, data, profile, data_seed, fast_dev_run)
         out_root = default_out_root(out_dir, profile, fast_dev_run)
         if distributed.is_main():
             group = distributed.backend() or "no process group"
@@ -116,12 +116,12 @@ def summary(result: dict) -> str:
     )
 
 
-def _load(loader, data: str, profile: str, data_seed: int):
+def _load(loader, data: str, profile: str, data_seed: int, fast_dev_run: bool = False):
     """The problem's data, rank 0 first: it generates a missing stand-in and fills the decode cache, which the
     other ranks then read (each rank holds the whole data set on its device)."""
     if distributed.is_main():
-        loaded = loader(prepare_data_root(data, profile, data_seed))
+        loaded = loader(prepare_data_root(data, profile, data_seed, fast_dev_run=fast_dev_run))
     distributed.barrier()
     if not distributed.is_main():
-        loaded = loader(prepare_data_root(data, profile, data_seed))
+        loaded = loader(prepare_data_root(data, profile, data_seed, fast_dev_run=fast_dev_run))
     return loaded

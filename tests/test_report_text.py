@@ -186,7 +186,7 @@ def test_fast_dev_run_statement_comes_from_the_runs_caps(tmp_path):
     text = report.fast_dev_run_statement(fast)
     assert text.startswith(
         "**FAST DEV RUN: the numbers in this report mean nothing.** Every training was capped to "
-        "at most 2 epochs of 2 training batches and 2 validation batches, at the profile's real sizes"
+        "at most 2 epochs of 2 training batches and 1 validation batch, at the profile's real sizes"
     )
     mixed = {"p1_model_a": real["p1_model_a"], "p2_model_b": fast["p2_model_b"]}
     assert "The trainings of p2_model_b were capped" in report.fast_dev_run_statement(mixed, requested=True)

@@ -31,7 +31,9 @@ __all__ = [
 ]
 
 
-def prepare_data_root(data_root: str | Path = "", profile: str = "demo", data_seed: int = 0) -> DataRoot:
+def prepare_data_root(
+    data_root: str | Path = "", profile: str = "demo", data_seed: int = 0, *, fast_dev_run: bool = False
+) -> DataRoot:
     """Resolve the user's data root, or generate (once) the stand-in of the profile's size when it is empty.
 
     Args:
@@ -40,20 +42,24 @@ def prepare_data_root(data_root: str | Path = "", profile: str = "demo", data_se
         data_seed: the stand-in's content seed (ignored for real data). It is not the training ``seed``: a
             second training seed trains on the same data. Each data seed has its own folder
             (:func:`standin_folder`), so changing it never meets "a different stand-in" in the folder.
+        fast_dev_run: generate the profile's fast dev stand-in (``full-fastdev``: only the images a fast dev
+            run reads, at the profile's sizes) where it has one; a real ``data_root`` is used whole.
     """
     check_profile_and_seed(profile, data_seed, "data_seed")
     if str(data_root).strip():
         return find_data_root(data_root)
-    from hw1lib.data.standin import generate_standin  # only needed when no real data is given
+    from hw1lib.data.standin import generate_standin, standin_size  # only needed when no real data is given
 
-    out = standin_folder(profile, data_seed)
-    generate_standin(out, size=profile, seed=data_seed)
+    size = standin_size(profile, fast_dev_run)
+    out = standin_folder(size, data_seed)
+    generate_standin(out, size=size, seed=data_seed)
     return find_data_root(out)
 
 
-def standin_folder(profile: str, data_seed: int = 0) -> Path:
-    """``data/standin-<profile>`` for the default data seed 0, ``data/standin-<profile>-seed<N>`` otherwise."""
-    out = standin_dir(profile)
+def standin_folder(size: str, data_seed: int = 0) -> Path:
+    """``data/standin-<size>`` for the default data seed 0, ``data/standin-<size>-seed<N>`` otherwise (``size``: a
+    profile, or a fast dev run's stand-in size such as ``full-fastdev``)."""
+    out = standin_dir(size)
     return out if data_seed == 0 else out.with_name(f"{out.name}-seed{data_seed}")
 
 

@@ -35,14 +35,17 @@ from __future__ import annotations
 from hw1lib.data.standin.p1 import P1_SHAPES, P1_STYLES, describe_p1_class, render_p1_image
 from hw1lib.data.standin.p2 import render_p2_pair
 from hw1lib.data.standin.writer import (
+    FAST_DEV_SIZES,
     GENERATOR_VERSION,
     MANIFEST_NAME,
     STANDIN_SIZES,
     StandinSize,
     generate_standin,
+    standin_size,
 )
 
 __all__ = [
+    "FAST_DEV_SIZES",
     "GENERATOR_VERSION",
     "MANIFEST_NAME",
     "P1_SHAPES",
@@ -53,4 +56,5 @@ __all__ = [
     "generate_standin",
     "render_p1_image",
     "render_p2_pair",
+    "standin_size",
 ]
