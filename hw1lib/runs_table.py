@@ -16,24 +16,11 @@ import numpy as np
 import pandas as pd
 
 from hw1lib.paths import runs_dir
-from hw1lib.runs import BEST, HISTORY, LAST, METRICS, PARAMS, PROFILE_ORDER, RunFolder
+from hw1lib.runs import BEST, HISTORY, LAST, METRICS, PARAMS, PROFILE_ORDER, SUMMARY_KEYS, RunFolder
 
-#: the table's columns, in order (``overrides`` as ``lr=0.001 augment.flip=False``)
-COLUMNS = [
-    "experiment",
-    "profile",
-    "folder",
-    "label",
-    "overrides",
-    "seed",
-    "status",
-    "epochs",
-    "metric",
-    "best",
-    "best_epoch",
-    "train_seconds",
-    "finished",
-]
+#: the table's columns, in order (``overrides`` as ``lr=0.001 augment.flip=False``): a run folder's summary without
+#: what the status and the profile already say, or what only ``--csv`` needs
+COLUMNS = [key for key in SUMMARY_KEYS if key not in ("epochs_planned", "task", "fast_dev_run", "run_dir")]
 
 
 #: the widest status shown in the text table (an unreadable file's full reason is in ``--csv``)

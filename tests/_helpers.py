@@ -1,4 +1,5 @@
-"""Helpers shared by test modules: pretrained-weight files planted where torchvision's weights API reads them.
+"""Helpers shared by test modules: pretrained-weight files planted where torchvision's weights API reads them, and
+the random images the bad-input catalogues write.
 
 Why planted files: no test touches the network, yet the builders of the ``full`` profile load real torchvision
 checkpoints. A planted file has exactly the keys and shapes torchvision publishes, under the exact cache path
@@ -10,7 +11,9 @@ from __future__ import annotations
 import inspect
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 
 from hw1lib.models.weights import expected_cache_path, required_weights  # imports hw1lib first: see _compat.py
 
@@ -75,3 +78,18 @@ def plant_profile_weights(profile: str) -> list[Path]:
         if row["url"]:
             paths.append(plant_initialised(torchvision.models.get_weight(row["weights"])))
     return paths
+
+
+#: the random pixels of the images the bad-input catalogues write
+RNG = np.random.default_rng(0)
+
+
+def save_image(path: Path, size=(32, 32), mode="RGB", fmt=None) -> Path:
+    """A random image at ``path`` in ``mode`` (``I;16`` too) and format ``fmt`` (default: from the suffix)."""
+    image = Image.fromarray(RNG.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8))
+    if mode == "I;16":
+        image = Image.fromarray(np.asarray(image.convert("L"), dtype=np.uint16) * 257)
+    elif mode != "RGB":
+        image = image.convert(mode)
+    image.save(path, format=fmt)
+    return path

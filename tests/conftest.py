@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests._helpers import save_image
+
 
 @pytest.fixture(autouse=True)
 def _isolated_paths(tmp_path_factory, monkeypatch):
@@ -22,3 +24,23 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture
+def p1_dir(tmp_path):
+    """A folder of three unlabelled 32 px PNGs named like a test set (``10.png``, ``2.png``, ``1.png``)."""
+    folder = tmp_path / "p1_test"
+    folder.mkdir()
+    for name in ("10.png", "2.png", "1.png"):
+        save_image(folder / name)
+    return folder
+
+
+@pytest.fixture
+def p2_dir(tmp_path):
+    """A folder of three 64 px JPEGs named like a P2 test set (``0000.jpg`` ...)."""
+    folder = tmp_path / "p2_test"
+    folder.mkdir()
+    for name in ("0000.jpg", "0001.jpg", "0002.jpg"):
+        save_image(folder / name, size=(64, 64))
+    return folder

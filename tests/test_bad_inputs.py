@@ -28,18 +28,7 @@ from hw1lib.data.palette import encode_mask
 from hw1lib.files import save_torch
 from hw1lib.models import build_model
 from hw1lib.paths import REPO_ROOT
-
-RNG = np.random.default_rng(0)
-
-
-def save_image(path: Path, size=(32, 32), mode="RGB", fmt=None) -> Path:
-    image = Image.fromarray(RNG.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8))
-    if mode == "I;16":
-        image = Image.fromarray(np.asarray(image.convert("L"), dtype=np.uint16) * 257)
-    elif mode != "RGB":
-        image = image.convert(mode)
-    image.save(path, format=fmt)
-    return path
+from tests._helpers import save_image
 
 
 def checkpoint(path: Path, task: str) -> Path:
@@ -62,24 +51,6 @@ def ckpt(tmp_path_factory):
         "cls": str(checkpoint(root / "cls.pt", "classification")),
         "seg": str(checkpoint(root / "seg.pt", "segmentation")),
     }
-
-
-@pytest.fixture
-def p1_dir(tmp_path):
-    folder = tmp_path / "p1_test"
-    folder.mkdir()
-    for name in ("10.png", "2.png", "1.png"):
-        save_image(folder / name)
-    return folder
-
-
-@pytest.fixture
-def p2_dir(tmp_path):
-    folder = tmp_path / "p2_test"
-    folder.mkdir()
-    for name in ("0000.jpg", "0001.jpg", "0002.jpg"):
-        save_image(folder / name, size=(64, 64))
-    return folder
 
 
 def run_cli(args: list[str], capsys) -> tuple[int, str]:

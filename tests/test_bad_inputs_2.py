@@ -40,7 +40,8 @@ from hw1lib.interrupts import TrainingInterrupted
 from hw1lib.locks import RunBusyError, run_lock
 from hw1lib.models import build_model
 from hw1lib.paths import REPO_ROOT
-from tests.test_bad_inputs import checkpoint, masks, run_cli, save_image, snapshot
+from tests._helpers import save_image
+from tests.test_bad_inputs import checkpoint, masks, run_cli, snapshot
 
 
 def child_env() -> dict[str, str]:
@@ -72,24 +73,6 @@ def _narrow_fcn(path: Path) -> Path:
 def ckpt(tmp_path_factory):
     root = tmp_path_factory.mktemp("ckpt")
     return {"cls": str(checkpoint(root / "cls.pt", "classification")), "seg": str(_narrow_fcn(root / "seg.pt"))}
-
-
-@pytest.fixture
-def p1_dir(tmp_path):
-    folder = tmp_path / "p1_test"
-    folder.mkdir()
-    for name in ("10.png", "2.png", "1.png"):
-        save_image(folder / name)
-    return folder
-
-
-@pytest.fixture
-def p2_dir(tmp_path):
-    folder = tmp_path / "p2_test"
-    folder.mkdir()
-    for name in ("0000.jpg", "0001.jpg", "0002.jpg"):
-        save_image(folder / name, size=(64, 64))
-    return folder
 
 
 @pytest.fixture
