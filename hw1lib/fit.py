@@ -11,8 +11,8 @@ On a GPU (:mod:`hw1lib.memory`): a recipe whose batch does not fit the free memo
 accumulation (``accumulation_steps`` in the run's config, so its name says so; the global batch is the
 recipe's), and the training data goes on the GPU only when it fits beside the model, else in pinned host
 memory. ``cudnn.benchmark`` is on while training only. ``last.pt`` is written after every epoch while it is
-cheap, and at most once per :data:`LAST_SAVE_RATIO` times its own write time when it is not (FCN32s's 1.6 GB
-with AdamW's state: about 4 s on a local disk, see ``benchmarks/RESULTS.md``), and always after the last epoch.
+cheap, and at most once per :data:`LAST_SAVE_RATIO` times its own write time when it is not (FCN32s with AdamW's
+state is over a gigabyte; the write times are in ``benchmarks/RESULTS.md``), and always after the last epoch.
 """
 
 from __future__ import annotations
