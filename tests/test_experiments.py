@@ -332,10 +332,16 @@ def test_the_strip_filter_passes_clean_notebooks_unchanged():
         assert out.stdout == path.read_bytes(), path.name
 
 
+def _make(*args: str) -> subprocess.CompletedProcess:
+    """``make ARGS`` in the repository as a user would type it: not as a sub-make of ``make test`` (whose
+    MAKEFLAGS/MAKELEVEL would add "Entering/Leaving directory" lines to what it prints)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    return subprocess.run(["make", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=True, env=env)
+
+
 def _make_dry_run(target: str) -> list[str]:
     """The commands ``make -n TARGET`` would run (nothing runs)."""
-    dry = subprocess.run(["make", "-n", target], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
-    return dry.stdout.splitlines()
+    return _make("-n", target).stdout.splitlines()
 
 
 def _git(folder, *args: str) -> str:
@@ -359,7 +365,7 @@ def test_make_train_passes_overrides_and_the_seed_and_names_the_experiments():
 
 def _make_dry_run_with(target: str, *variables: str):
     """The ``hw1lib train`` lines ``make -n TARGET VARIABLES`` would run."""
-    dry = subprocess.run(["make", "-n", target, *variables], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    dry = _make("-n", target, *variables)
     return (x for x in dry.stdout.replace("\\\n", " ").splitlines() if "-m hw1lib train" in x)
 
 
