@@ -509,16 +509,23 @@ def _rule_choice(task: str, run_dir: Path, recipe: dict, metrics: dict, warn: Ca
     if not isinstance(score, (int, float)) or score != score:  # missing or NaN
         warn(f"warning: left out run {run_dir}: metrics.json has no best_val_{metric} score")
         return None
+    facts = {"experiment": recipe["experiment"], "profile": recipe["profile"], "metric": metric, "best": float(score)}
+    return _run_choice(task, run_dir, "rule", {**facts, "best_epoch": metrics.get("best_epoch")})
+
+
+def _run_choice(task: str, run_dir: Path, how: str, facts: dict) -> Choice:
+    """The :class:`Choice` of ``run_dir``'s ``best.pt``; ``facts`` has :meth:`RunFolder.summary`'s experiment,
+    profile, metric, best and best_epoch."""
     return Choice(
-        task=task,
-        path=run_dir / BEST,
-        how="rule",
-        run_dir=run_dir,
-        experiment=recipe["experiment"],
-        profile=recipe["profile"],
-        metric=metric,
-        score=float(score),
-        epoch=metrics.get("best_epoch"),
+        task,
+        run_dir / BEST,
+        how,
+        run_dir,
+        facts["experiment"],
+        facts["profile"],
+        facts["metric"],
+        facts["best"],
+        facts["best_epoch"],
     )
 
 
@@ -562,18 +569,7 @@ def checkpoint_choice(
             raise FileNotFoundError(
                 f"{run_dir / BEST} is missing: {run_dir} is not a run folder, or its training has not finished an epoch"
             )
-        row = RunFolder(run_dir).summary()
-        return Choice(
-            task=task,
-            path=run_dir / BEST,
-            how="run",
-            run_dir=run_dir,
-            experiment=row["experiment"],
-            profile=row["profile"],
-            metric=row["metric"],
-            score=row["best"],
-            epoch=row["best_epoch"],
-        )
+        return _run_choice(task, run_dir, "run", RunFolder(run_dir).summary())
     return choose_checkpoint(task, root, warn)
 
 

@@ -22,6 +22,7 @@ from hw1lib.evaluation import evaluate_checkpoint
 from hw1lib.fit import fit
 from hw1lib.runs import load_run
 from hw1lib.runs_table import runs_table
+from tests.test_engine import config as engine_config
 from tests.test_tensorboard import scalars
 
 
@@ -51,21 +52,17 @@ def p2_folder(folder, n: int, seed: int, masks: bool = True):
     return folder
 
 
+#: no augmentation, cross-entropy, no extra snapshots, seed 0: the engine tests' tiny classifier trained plainly
+PLAIN = {"loss": "ce", "augment": {}, "snapshot_epochs": [], "seed": 0}
+
+
 @pytest.fixture(scope="module")
 def p1_run(tmp_path_factory):
     base = tmp_path_factory.mktemp("p1eval")
     train = load_classification_folder(p1_folder(base / "train_50", 40, 0), cache=False)
     val = load_classification_folder(p1_folder(base / "val_50", 30, 1), cache=False)
-    config = TrainConfig(
-        task="classification",
-        model="vgg_like",
-        num_classes=50,
-        model_kwargs={"widths": [4, 8, 8], "hidden": 16},
-        epochs=2,
-        batch_size=10,
-        eval_batch_size=8,  # several validation batches, as a real run has
-        lr=3e-3,
-    )
+    # the engine tests' tiny classifier with 50 classes, trained plainly; several validation batches, as a real run has
+    config = engine_config(num_classes=50, epochs=2, batch_size=10, eval_batch_size=8, **PLAIN)
     result = fit(config, train, val, base / "runs" / "smoke", "p1_eval", device="cpu", progress=False)
     return load_run(result["run_dir"]), base / "val_50"
 

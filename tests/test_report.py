@@ -112,15 +112,20 @@ def test_pdf_has_every_question_and_the_numbers_of_the_metrics_files(smoke_build
     assert "stand-in" in flat and "not comparable" in flat
 
 
-def test_a_failing_notebook_is_named_with_its_cell(tmp_path):
+def _one_cell_notebook(path, code: str):
+    """A notebook at ``path``: a ``parameters`` cell (``x = 1``) and one cell of ``code``, for ``_execute``."""
     notebook = nbformat.v4.new_notebook()
     notebook.cells = [
         nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell("raise ValueError('broken on purpose')"),
+        nbformat.v4.new_code_cell(code),
     ]
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    source = tmp_path / "07_broken.ipynb"
-    nbformat.write(notebook, source)
+    nbformat.write(notebook, path)
+    return path
+
+
+def test_a_failing_notebook_is_named_with_its_cell(tmp_path):
+    source = _one_cell_notebook(tmp_path / "07_broken.ipynb", "raise ValueError('broken on purpose')")
     with pytest.raises(ReportError, match=r"07_broken.ipynb failed in cell \[3\] \(ValueError: broken on purpose\)"):
         _execute(source, tmp_path / "out.ipynb", {"x": 2})
 
@@ -138,13 +143,8 @@ def test_progress_bars_are_text_that_ends_at_100_percent(smoke_build):
 
 
 def test_kernels_get_text_bars_and_sleeping_openmp_threads_unless_the_user_chose(tmp_path, monkeypatch):
-    notebook = nbformat.v4.new_notebook()
-    notebook.cells = [
-        nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell("import os; print(os.environ['HW1_PROGRESS'], os.environ['OMP_WAIT_POLICY'])"),
-    ]
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(notebook, tmp_path / "env.ipynb")
+    code = "import os; print(os.environ['HW1_PROGRESS'], os.environ['OMP_WAIT_POLICY'])"
+    _one_cell_notebook(tmp_path / "env.ipynb", code)
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
     _execute(tmp_path / "env.ipynb", tmp_path / "out.ipynb", {"x": 2})
     printed = nbformat.read(tmp_path / "out.ipynb", as_version=4).cells[-1].outputs[0]["text"]
@@ -157,13 +157,7 @@ def test_kernels_get_text_bars_and_sleeping_openmp_threads_unless_the_user_chose
 
 
 def test_kernels_talk_over_ipc_so_the_build_prints_no_unencrypted_tcp_warning(tmp_path, capfd):
-    notebook = nbformat.v4.new_notebook()
-    notebook.cells = [
-        nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell("import ipykernel, sys; print(get_ipython().kernel.session.key != b'')"),
-    ]
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(notebook, tmp_path / "quiet.ipynb")
+    _one_cell_notebook(tmp_path / "quiet.ipynb", "print(get_ipython().kernel.session.key != b'')")
     _execute(tmp_path / "quiet.ipynb", tmp_path / "out.ipynb", {"x": 2})
     captured = capfd.readouterr()
     assert "TCP" not in captured.out + captured.err and "encryption" not in captured.out + captured.err

@@ -6,36 +6,20 @@ from types import SimpleNamespace
 
 import pandas as pd
 import pytest
-import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from hw1lib.config import TrainConfig
 from hw1lib.engine import epoch_batches
 from hw1lib.fit import fit
 from hw1lib.runs import RunFolder
-
-
-class Interrupt(Exception):
-    pass
+from tests.test_engine import Interrupt, config, tiny_classification
 
 
 def tiny(n: int, seed: int, key: str) -> SimpleNamespace:
-    generator = torch.Generator().manual_seed(seed)
-    labels = torch.arange(n) % 5
-    images = (torch.rand(n, 3, 32, 32, generator=generator) * 60 + labels[:, None, None, None] * 40).to(torch.uint8)
-    return SimpleNamespace(images=images, labels=labels, key=key)
+    return tiny_classification(n, seed=seed, key=key)
 
 
-CONFIG = TrainConfig(
-    task="classification",
-    model="vgg_like",
-    num_classes=5,
-    model_kwargs={"widths": [4, 8, 8], "hidden": 16},
-    epochs=3,
-    batch_size=16,
-    lr=3e-3,
-    seed=1,
-)
+#: the engine tests' tiny classifier, trained plainly (cross-entropy, no augmentation, no extra snapshots)
+CONFIG = config(loss="ce", augment={}, snapshot_epochs=[], seed=1)
 
 
 def scalars(run_dir) -> dict[str, list[tuple[int, float]]]:
@@ -72,17 +56,23 @@ def test_a_training_writes_events_that_match_history_csv(tmp_path):
     assert len(list(RunFolder(result["run_dir"]).tensorboard_dir().iterdir())) == 1
 
 
-def test_a_run_trained_again_from_epoch_one_shows_each_step_once(tmp_path):
-    """Interrupted after epoch 2, then its last.pt found unreadable: the rerun trains epochs 1-3 again, and the
-    events of the first attempt are purged (SummaryWriter's purge_step), so TensorBoard shows each step once."""
+def interrupted_after(last: int, out_root):
+    """Train :data:`CONFIG` into ``out_root`` and stop it after epoch ``last``; return its data for the rerun."""
     train, val = tiny(60, 0, "t"), tiny(30, 1, "v")
 
-    def stop_after_two(epoch, row):
-        if epoch == 2:
+    def stop(epoch, row):
+        if epoch == last:
             raise Interrupt
 
     with pytest.raises(Interrupt):
-        fit(CONFIG, train, val, tmp_path, "p1_tb", device="cpu", progress=False, on_epoch_end=stop_after_two)
+        fit(CONFIG, train, val, out_root, "p1_tb", device="cpu", progress=False, on_epoch_end=stop)
+    return train, val
+
+
+def test_a_run_trained_again_from_epoch_one_shows_each_step_once(tmp_path):
+    """Interrupted after epoch 2, then its last.pt found unreadable: the rerun trains epochs 1-3 again, and the
+    events of the first attempt are purged (SummaryWriter's purge_step), so TensorBoard shows each step once."""
+    train, val = interrupted_after(2, tmp_path)
     folder = RunFolder(next(tmp_path.glob("p1_tb-*")))
     assert len(scalars(folder.path)["epoch/train_loss"]) == 2
     folder.file("last").write_bytes(b"cut short")
@@ -92,14 +82,7 @@ def test_a_run_trained_again_from_epoch_one_shows_each_step_once(tmp_path):
 
 
 def test_a_resumed_run_continues_the_curves_without_duplicates(tmp_path):
-    train, val = tiny(60, 0, "t"), tiny(30, 1, "v")
-
-    def stop_after_one(epoch, row):
-        if epoch == 1:
-            raise Interrupt
-
-    with pytest.raises(Interrupt):
-        fit(CONFIG, train, val, tmp_path, "p1_tb", device="cpu", progress=False, on_epoch_end=stop_after_one)
+    train, val = interrupted_after(1, tmp_path)
     result = fit(CONFIG, train, val, tmp_path, "p1_tb", device="cpu", progress=False)
     assert len(list(RunFolder(result["run_dir"]).tensorboard_dir().glob("events.out.tfevents.*"))) == 2
     assert_events_match_history(result["run_dir"], 60)
