@@ -50,7 +50,9 @@ def test_the_estimate_grows_with_the_batch_and_halves_in_16_bits():
 
 
 def test_the_training_input_is_the_augmentations_output_size():
-    assert memory.train_input_shape(get_config("p2_model_b", "demo"), (3, 512, 512)) == (3, 64, 64)  # out_size 64
+    demo = get_config("p2_model_b", "demo")  # crops resized to augment["out_size"]
+    side = demo.augment["out_size"]
+    assert side != 512 and memory.train_input_shape(demo, (3, 512, 512)) == (3, side, side)
     assert memory.train_input_shape(get_config("p2_model_b", "full"), (3, 512, 512)) == (3, 512, 512)
 
 
