@@ -4,12 +4,12 @@ An experiment is a named training (``p1_model_a``) of one problem: its task, the
 notebook that trains it, the label figures and the report give it, and the reference report's score beside
 the course's pass marks. Everything that lists experiments reads :data:`EXPERIMENTS`: the CLI's choices, the
 report build's notebook list, the report's tables and paragraphs, the GPU check and the tests. Its training
-recipe per profile lives in :mod:`hw1lib.config` (``register_recipe``), because a recipe is a configuration.
+recipe per profile lives in :mod:`hw1lib.recipes` (added with ``hw1lib.config.register_recipe``).
 
 A new experiment is therefore a :func:`register` call (or an entry below), a recipe per profile and a
 notebook (plus a builder in :mod:`hw1lib.models` if the model is new).
 
-What this is not: the recipes (:mod:`hw1lib.config`) or the run folders (:mod:`hw1lib.runs`).
+What this is not: the recipes (:mod:`hw1lib.recipes`) or the run folders (:mod:`hw1lib.runs`).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ METRIC_LABEL_OF_TASK = {"classification": "accuracy", "segmentation": "mIoU"}
 
 @dataclass(frozen=True)
 class Experiment:
-    """One experiment's facts (its recipe per profile is in :mod:`hw1lib.config`)."""
+    """One experiment's facts (its recipe per profile is in :mod:`hw1lib.recipes`)."""
 
     name: str  # the run folders' prefix and the CLI's argument, e.g. "p1_model_a"
     problem: str  # "p1" or "p2": which data (LOADERS) it trains on

@@ -32,9 +32,9 @@ from hw1lib.data.classification import load_classification_folder
 from hw1lib.data.images import check_header, image_mode, list_images, read_rgb
 from hw1lib.data.palette import CLASS_NAMES, SCORED_CLASSES, decode_mask, encode_mask
 from hw1lib.files import TMP_MARK, check_output_dir, check_output_file, disk_full, write_text
+from hw1lib.grader_checkpoint import Choice, checkpoint_choice
 from hw1lib.metrics import ConfusionMatrix
 from hw1lib.precision import autocast, resolve_device, resolve_precision, to_input
-from hw1lib.runs import Choice, checkpoint_choice
 
 
 def natural_key(name: str) -> list:

@@ -29,8 +29,9 @@ from hw1lib.config import TrainConfig
 from hw1lib.data import load_problem1, load_problem2, prepare_data_root
 from hw1lib.engine import Data, evaluate, even_batches
 from hw1lib.fit import fit
+from hw1lib.grader_checkpoint import choose_checkpoint
 from hw1lib.notebook import setup
-from hw1lib.runs import choose_checkpoint, find_run, stage_labels
+from hw1lib.runs import find_run, stage_labels
 from hw1lib.tasks import build_task
 from hw1lib.train import train_experiment
 

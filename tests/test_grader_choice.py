@@ -21,9 +21,10 @@ from hw1lib.checkpoints import model_meta
 from hw1lib.cli import main
 from hw1lib.config import TrainConfig, get_config
 from hw1lib.files import save_torch
+from hw1lib.grader_checkpoint import checkpoint_choice, choose_checkpoint
 from hw1lib.models import build_model
 from hw1lib.paths import REPO_ROOT
-from hw1lib.runs import RunFolder, checkpoint_choice, choose_checkpoint, profile_folder
+from hw1lib.runs import RunFolder, profile_folder
 
 
 @pytest.fixture(scope="module")
