@@ -25,6 +25,7 @@ from hw1lib.data.palette import SCORED_CLASSES
 from hw1lib.data.segmentation import load_segmentation_folder
 from hw1lib.metrics import ConfusionMatrix
 from hw1lib.precision import memory_format, resolve_device
+from hw1lib.run_summary import summarize
 from hw1lib.runs import BEST, RunFolder
 from hw1lib.tasks import build_task
 
@@ -101,7 +102,7 @@ def evaluate_checkpoint(checkpoint_or_run: str | Path, data_dir: str | Path, dev
         "same_folder": False,
     }
     if folder is not None:
-        row = folder.summary()
+        row = summarize(folder)
         if row["best"] is not None and checkpoint.name == BEST:
             out["recorded"] = {"value": row["best"], "epoch": row["best_epoch"], "metric": row["metric"]}
         val = (params.get("data_folders") or {}).get("val")

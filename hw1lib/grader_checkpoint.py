@@ -1,6 +1,6 @@
 """Which checkpoint the grader's commands use: the file or run folder given, or the rule README states.
 
-The rule (:func:`choose_checkpoint`): the most complete profile (:data:`hw1lib.runs.PROFILE_ORDER`) that has a
+The rule (:func:`choose_checkpoint`): the most complete profile (:data:`hw1lib.run_summary.PROFILE_ORDER`) that has a
 finished run of the task trained without overrides (any seed; never a fast dev run), then the best validation
 score among that profile's such runs. Whatever decides, :meth:`Choice.describe` says it in one line, so a grade
 never comes from an unnamed model. Run folders are read through :mod:`hw1lib.runs`, their one owner.
@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hw1lib.paths import runs_dir
-from hw1lib.runs import BEST, METRICS, PARAMS, PROFILE_ORDER, RunFolder, read_json, recipe_of
+from hw1lib.run_summary import PROFILE_ORDER, read_json, recipe_of, summarize
+from hw1lib.runs import BEST, METRICS, PARAMS, RunFolder
 
 
 @dataclass(frozen=True)
@@ -123,8 +124,8 @@ def _rule_choice(task: str, run_dir: Path, recipe: dict, metrics: dict, warn: Ca
 
 
 def _run_choice(task: str, run_dir: Path, how: str, facts: dict) -> Choice:
-    """The :class:`Choice` of ``run_dir``'s ``best.pt``; ``facts`` has :meth:`RunFolder.summary`'s experiment,
-    profile, metric, best and best_epoch."""
+    """The :class:`Choice` of ``run_dir``'s ``best.pt``; ``facts`` has :func:`hw1lib.run_summary.summarize`'s
+    experiment, profile, metric, best and best_epoch."""
     return Choice(
         task,
         run_dir / BEST,
@@ -178,5 +179,5 @@ def checkpoint_choice(
             raise FileNotFoundError(
                 f"{run_dir / BEST} is missing: {run_dir} is not a run folder, or its training has not finished an epoch"
             )
-        return _run_choice(task, run_dir, "run", RunFolder(run_dir).summary())
+        return _run_choice(task, run_dir, "run", summarize(RunFolder(run_dir)))
     return choose_checkpoint(task, root, warn)

@@ -20,7 +20,7 @@ The notebooks and the report find "their" run with :func:`find_run`: the finishe
 configuration equals the one their recipe resolves to (profile, overrides, seed), never merely the newest,
 so a side experiment trained with other parameters never replaces it. No other module spells these names:
 the engine writes through :class:`RunFolder`, the notebooks and the report read through :class:`Run` and
-:func:`find_run`, ``hw1 runs`` through :meth:`RunFolder.summary`, and the grader's commands choose their
+:func:`find_run`, ``hw1 runs`` through :func:`hw1lib.run_summary.summarize`, and the grader's commands choose their
 checkpoint by :func:`hw1lib.grader_checkpoint.choose_checkpoint` (the rule README states).
 """
 
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,38 +65,6 @@ def default_out_root(out_dir: str | Path, profile: str, fast_dev_run: bool = Fal
     if str(out_dir).strip():
         return Path(out_dir).expanduser()
     return runs_dir() / profile_folder(profile, fast_dev_run)
-
-
-#: the keys of :meth:`RunFolder.summary`, in the order ``hw1 runs`` shows them
-SUMMARY_KEYS = (
-    "experiment",
-    "profile",
-    "folder",
-    "label",
-    "overrides",
-    "seed",
-    "status",
-    "epochs",
-    "epochs_planned",
-    "metric",
-    "best",
-    "best_epoch",
-    "train_seconds",
-    "finished",
-    "task",
-    "fast_dev_run",
-    "run_dir",
-)
-
-
-def _date(stamp: object) -> str | None:
-    """``2026-12-05 09:40`` from metrics.json's ``finished`` (``%Y-%m-%dT%H:%M:%S%z``); the text as is otherwise."""
-    if not isinstance(stamp, str):
-        return None
-    try:
-        return time.strftime("%Y-%m-%d %H:%M", time.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S"))
-    except ValueError:
-        return stamp
 
 
 def _epoch_of(path: Path) -> int:
@@ -156,79 +123,6 @@ class RunFolder:
     def tensorboard_dir(self) -> Path:
         """The folder of the run's TensorBoard event files (``tensorboard --logdir runs/`` finds it)."""
         return self.file("tensorboard")
-
-    def summary(self) -> dict:
-        """What ``hw1 runs`` shows of this folder, read lightly (no checkpoint opened unless history.csv is
-        missing) and never raising: a half-written or unreadable run gives a row whose ``status`` says so.
-
-        Returns:
-            ``experiment, profile, folder, label, overrides (dict or None), seed, status, epochs (done),
-            epochs_planned, metric, best, best_epoch, train_seconds, finished, task, fast_dev_run, run_dir``.
-        """
-        row = dict.fromkeys(SUMMARY_KEYS) | {
-            "experiment": self.name,
-            "folder": self.path.name,
-            "fast_dev_run": self.path.parent.name.endswith(FASTDEV_SUFFIX),
-            "run_dir": str(self.path),
-        }
-        params, problem = read_json(self.file("params"))
-        if params is None:
-            return {**row, "status": problem}
-        config = params.get("config") if isinstance(params.get("config"), dict) else {}
-        recipe = recipe_of(self.path, params)
-        row.update({k: recipe[k] for k in ("experiment", "profile", "overrides", "label", "fast_dev_run")})
-        row.update(seed=config.get("seed"), epochs_planned=config.get("epochs"), task=config.get("task"))
-        row["metric"] = {"classification": "acc", "segmentation": "miou"}.get(row["task"])
-        return self._finished_row(row) if self.is_finished() else self._unfinished_row(row)
-
-    def _finished_row(self, row: dict) -> dict:
-        """A finished run's row: everything from ``metrics.json``."""
-        metrics, problem = read_json(self.file("metrics"))
-        if metrics is None:
-            return {**row, "status": problem}
-        metric = metrics.get("metric", row["metric"])
-        row.update(
-            metric=metric,
-            best=metrics.get(f"best_val_{metric}"),
-            best_epoch=metrics.get("best_epoch"),
-            epochs=metrics.get("final_epoch"),
-            train_seconds=metrics.get("train_seconds"),
-            finished=_date(metrics.get("finished")),
-        )
-        return {**row, "status": "fast dev" if row["fast_dev_run"] else "finished"}
-
-    def _unfinished_row(self, row: dict) -> dict:
-        """An interrupted (or still running) run's row: its progress from ``history.csv``, else ``last.pt``."""
-        try:
-            history = pd.read_csv(self.file("history"))
-            done, problem = len(history), ""
-            column = history.get(f"val_{row['metric']}")
-            if column is not None and column.notna().any() and "epoch" in history:
-                best = int(column.idxmax())
-                row.update(best=float(column.iloc[best]), best_epoch=int(history["epoch"].iloc[best]))
-            if "seconds" in history:
-                row["train_seconds"] = float(history["seconds"].sum())
-        except FileNotFoundError:
-            done, problem = self._last_epoch(), f"{HISTORY} is missing"
-        except (OSError, ValueError, KeyError, TypeError) as error:  # pandas' read errors are ValueErrors
-            done, problem = self._last_epoch(), f"{HISTORY} is unreadable ({type(error).__name__})"
-        row["epochs"] = done
-        if done is None:
-            status = f"{problem}; {LAST} is unreadable"
-        elif done == 0:
-            status = f"interrupted before epoch 1 of {row['epochs_planned']} finished"
-        else:
-            status = f"interrupted at epoch {done} of {row['epochs_planned']}"
-        return {**row, "status": f"fast dev, {status}" if row["fast_dev_run"] else status}
-
-    def _last_epoch(self) -> int | None:
-        """The epoch of ``last.pt`` (0 when there is none yet), or None when it cannot be read."""
-        if not self.file("last").exists():
-            return 0
-        try:
-            return int(read_checkpoint(self.file("last")).get("epoch", 0))
-        except (CheckpointError, OSError, ValueError):
-            return None
 
     # writing
     def tensorboard_writer(self, purge_step: int | None = None):
@@ -333,77 +227,6 @@ def _differing(wanted: dict, found: dict) -> str:
     keys = sorted(k for k in set(wanted) | set(found) if wanted.get(k) != found.get(k))
     text = ", ".join(f"{k} ({found.get(k)!r} here, {wanted.get(k)!r} asked)" for k in keys[:4])
     return text + (f" and {len(keys) - 4} more" if len(keys) > 4 else "")
-
-
-#: the profiles the grader's rule considers, the most complete first
-PROFILE_ORDER = ("full", "demo", "smoke")
-
-
-def read_json(path: Path) -> tuple[dict | None, str]:
-    """``(content, "")``, or ``(None, why)`` for a missing, unreadable or non-object JSON file (never raises)."""
-    try:
-        content = json.loads(path.read_text())
-    except FileNotFoundError:
-        return None, f"{path.name} is missing"
-    except (OSError, ValueError) as error:
-        return None, f"{path.name} is unreadable ({type(error).__name__}: {error})"
-    if not isinstance(content, dict):
-        return None, f"{path.name} is unreadable (not a JSON object)"
-    return content, ""
-
-
-def is_fast_dev_run(run_dir: Path, params: dict) -> bool:
-    """Whether a run is a fast dev run (a few batches, meaningless weights): its ``recipe`` says so, it lies in a
-    ``<profile>-fastdev`` folder, or its config caps the validation batches (``max_eval_batches``)."""
-    recipe = params.get("recipe") if isinstance(params.get("recipe"), dict) else {}
-    config = params.get("config") if isinstance(params.get("config"), dict) else {}
-    return (
-        bool(recipe.get("fast_dev_run"))
-        or Path(run_dir).parent.name.endswith(FASTDEV_SUFFIX)
-        or config.get("max_eval_batches") is not None
-    )
-
-
-def recipe_of(run_dir: str | Path, params: dict) -> dict:
-    """What a run is relative to its recipe: ``{"experiment", "profile", "overrides", "fast_dev_run", "label"}``.
-
-    From ``params["recipe"]`` when the run has it; for a run written before that key, the profile is the name of
-    the run folder's parent (``runs/<profile>/...``), or else the profile whose recipe the config matches, and
-    the overrides are :func:`hw1lib.config.recipe_diff` of the stored config. ``profile`` or ``overrides`` is
-    ``None`` where they cannot be told (an experiment without a recipe, a foreign folder).
-    """
-    run_dir = Path(run_dir)
-    stored = params.get("recipe")
-    fast = is_fast_dev_run(run_dir, params)
-    if isinstance(stored, dict):
-        overrides = stored.get("overrides")
-        return {
-            "experiment": stored.get("experiment") or params.get("name") or RunFolder(run_dir).name,
-            "profile": stored.get("profile"),
-            "overrides": overrides if isinstance(overrides, dict) else None,
-            "fast_dev_run": fast,
-            "label": stored.get("label"),
-        }
-    experiment = params.get("name") or RunFolder(run_dir).name
-    config = params.get("config") if isinstance(params.get("config"), dict) else {}
-    row = {"experiment": experiment, "profile": None, "overrides": None, "fast_dev_run": fast, "label": None}
-    parent = run_dir.parent.name.removesuffix(FASTDEV_SUFFIX)
-    if parent in PROFILE_ORDER:
-        return {**row, "profile": parent, "overrides": _recipe_diff_or_none(experiment, parent, config)}
-    for profile in PROFILE_ORDER:  # a folder of its own (--out-dir): the profile whose recipe the config is
-        if _recipe_diff_or_none(experiment, profile, config) == {}:
-            return {**row, "profile": profile, "overrides": {}}
-    return row
-
-
-def _recipe_diff_or_none(experiment: str, profile: str, config: dict) -> dict | None:
-    """:func:`hw1lib.config.recipe_diff`, or None for an experiment without a recipe or a foreign config."""
-    from hw1lib.config import recipe_diff
-
-    try:
-        return recipe_diff(experiment, profile, config)
-    except (ValueError, TypeError, KeyError):
-        return None
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 Why a module of its own: run folders are named by a hash, so without a table a user hand-reads JSON to learn
 which folder is which. Everything here is read from run folders through :mod:`hw1lib.runs` (their one owner):
-one row per folder from :meth:`hw1lib.runs.RunFolder.summary`, which never raises, so a half-written or
+one row per folder from :func:`hw1lib.run_summary.summarize`, which never raises, so a half-written or
 unreadable run is a row that says so instead of a crash. The CLI only prints what these functions return.
 """
 
@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 
 from hw1lib.paths import runs_dir
-from hw1lib.runs import BEST, HISTORY, LAST, METRICS, PARAMS, PROFILE_ORDER, SUMMARY_KEYS, RunFolder
+from hw1lib.run_summary import PROFILE_ORDER, SUMMARY_KEYS, summarize
+from hw1lib.runs import BEST, HISTORY, LAST, METRICS, PARAMS, RunFolder
 
 #: the table's columns, in order (``overrides`` as ``lr=0.001 augment.flip=False``): a run folder's summary without
 #: what the status and the profile already say, or what only ``--csv`` needs
@@ -52,7 +53,7 @@ def runs_table(
         profile: keep the runs of this profile (its fast dev runs included: their status says ``fast dev``).
         experiment: keep the runs of this experiment.
     """
-    rows = [RunFolder(path).summary() for path in find_run_dirs(root)]
+    rows = [summarize(RunFolder(path)) for path in find_run_dirs(root)]
     if profile is not None:
         rows = [row for row in rows if row["profile"] == profile]
     if experiment is not None:
@@ -175,7 +176,7 @@ def compare_runs(run_a: str | Path, run_b: str | Path, root: str | Path | None =
 
 def _run_facts(run_dir: Path) -> tuple[dict, dict, pd.Series]:
     """One run's ``(parameters as flat text, metrics, per-class numbers)`` for :func:`compare_runs`."""
-    summary = RunFolder(run_dir).summary()
+    summary = summarize(RunFolder(run_dir))
     params, run_metrics = _read(run_dir / PARAMS), _read(run_dir / METRICS)
     flat = {
         "experiment": summary["experiment"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from types import SimpleNamespace
 
 import pandas as pd
@@ -66,6 +67,10 @@ def interrupted_after(last: int, out_root):
 
     with pytest.raises(Interrupt):
         fit(CONFIG, train, val, out_root, "p1_tb", device="cpu", progress=False, on_epoch_end=stop)
+    # TensorBoard reads a folder's event files in name order, and a name starts with the second it was created,
+    # then the process and a per-process counter: a rerun in the same second and process (only a test is that
+    # quick) could sort before the first file once the counter passes 9. A real rerun comes seconds later.
+    time.sleep(1.1)
     return train, val
 
 
